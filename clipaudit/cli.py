@@ -1,0 +1,196 @@
+"""The ``clipaudit`` command: parse flags, call one audit function, save its result.
+
+Every subcommand shares the model flags (``--model --pretrained --device --precision``), the
+run flags (``--seed --out``) and ``--debug``; errors print as one line and exit 2; Ctrl-C
+exits 130 and keeps every result already written to the run folder.
+
+Feature folders add their subcommands through a ``register(subparsers)`` function in their
+``cli`` module (``clipaudit.probes.cli`` ...), so this file stays a table of contents.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import warnings
+from typing import Callable, Iterable, Sequence, TypeVar
+
+from clipaudit.errors import ClipauditError
+
+T = TypeVar("T")
+FEATURE_CLIS = ("clipaudit.probes.cli", "clipaudit.attacks.cli", "clipaudit.bias.cli",
+                "clipaudit.dashboard.cli", "clipaudit.audit_cli")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def add_command(sub, name: str, help: str, example: str, func: Callable[[argparse.Namespace], int],
+                model: bool = True, run: bool = True) -> argparse.ArgumentParser:
+    """A subcommand with the shared flags and an example in its ``--help``."""
+    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                       formatter_class=_Formatter)
+    if model:
+        add_model_args(p)
+    if run:
+        p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
+        p.add_argument("--out", default=None, help="run folder (default: runs/<command>-<timestamp>)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=func)
+    return p
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="toy", help="toy, toy-rn, an open_clip architecture, hf-hub:..., or a checkpoint path")
+    p.add_argument("--pretrained", default=None, help="weight tag (openai), checkpoint path, or 'none' for random init")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="model precision")
+
+
+def model_from_args(args: argparse.Namespace):
+    from clipaudit.model import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_model(args.model, args.pretrained, args.device, args.precision)
+    if model.random_init:
+        print(f"WARNING: {model.name} has RANDOM-INIT weights; results describe no trained CLIP",
+              file=sys.stderr)
+    return model
+
+
+def progress(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:
+    """A progress bar on stderr (off when CLIPAUDIT_NO_PROGRESS is set)."""
+    if os.environ.get("CLIPAUDIT_NO_PROGRESS"):
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def parse_list(text: str | None, cast: Callable[[str], T] = str) -> list[T]:  # type: ignore[assignment]
+    """'a,b, c' -> ['a', 'b', 'c'] (empty items dropped)."""
+    if text is None:
+        return []
+    return [cast(t.strip()) for t in str(text).split(",") if t.strip()]
+
+
+# ------------------------------------------------------------------------- core commands
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from clipaudit.hooks import list_layers
+
+    model = model_from_args(args)
+    layers = list_layers(model)
+    width = max(len(l.path) for l in layers)
+    print(f"{model.name} ({model.arch}, {model.image_size}px, pretrained={model.pretrained})")
+    print(f"{'layer'.ljust(width)}  layout  neurons  aliases")
+    for l in layers:
+        print(f"{l.path.ljust(width)}  {l.layout.ljust(6)}  {str(l.n_neurons).rjust(7)}  {', '.join(l.aliases)}")
+    return 0
+
+
+def _cmd_toy_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from clipaudit.toy.train import TrainConfig, train
+
+    cfg = TrainConfig(arch=args.arch, seed=args.seed, steps=args.steps, batch_size=args.batch,
+                      threads=args.threads)
+    _ = cfg.model_name, cfg.n_steps  # validate before starting
+    if args.batch < 2:
+        raise ClipauditError(f"--batch must be >= 2 for a contrastive loss, got {args.batch}")
+    out = Path(args.out or f"runs/toy-train-{cfg.model_name}")
+    print(f"training {cfg.model_name}: {cfg.n_steps} steps x {cfg.batch_size} pairs, seed {cfg.seed} -> {out}")
+
+    def report(row: dict) -> None:
+        print(f"step {row['step']:>6d}/{cfg.n_steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
+              f"{row['pairs_per_s']:.0f} pairs/s  eta {row['eta_s'] / 60:.1f} min", flush=True)
+
+    train(cfg, out, progress=report)
+    print(f"weights: {out / (cfg.model_name + '.safetensors')}; load with "
+          f"--model {cfg.model_name} --pretrained {out / (cfg.model_name + '.safetensors')}")
+    return 0
+
+
+def _cmd_toy_validate(args: argparse.Namespace) -> int:
+    from clipaudit.runs import RunFolder
+    from clipaudit.toy.validate import format_table, validate
+
+    model = model_from_args(args)
+    run = RunFolder.create("toy-validate", args.out, model=model, seed=args.seed, config={"n": args.n})
+    with run:
+        result = validate(model, n=args.n, seed=args.seed)
+        result.save(run)
+    print(format_table(result))
+    print(f"written to {run.path}")
+    return 0 if result.all_pass or not args.strict else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipaudit", formatter_class=_Formatter,
+        description="Interpretability and safety audits for CLIP models: neurons, typographic and "
+                    "adversarial attacks, demographic bias, and a dashboard beside the model card.",
+        epilog="example:\n  clipaudit audit --quick\n  clipaudit neurons --layer penultimate --top 16")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("clipaudit")
+    except PackageNotFoundError:
+        ver = "dev"
+    parser.add_argument("--version", action="version", version=f"clipaudit {ver}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    add_command(sub, "layers", "List every hookable layer with its layout, neuron count and aliases.",
+                "clipaudit layers --model toy-rn", _cmd_layers, run=False)
+
+    toy = sub.add_parser("toy", help="The toy CLIP model organism: train or validate it.",
+                         description="Train or validate the embedded toy CLIP.", formatter_class=_Formatter,
+                         epilog="example:\n  clipaudit toy validate --model toy-rn")
+    toy_sub = toy.add_subparsers(dest="toy_command", metavar="ACTION", required=True)
+    p = add_command(toy_sub, "train", "Train a toy variant from scratch (deterministic by seed).",
+                    "clipaudit toy train --arch rn --seed 0 --out runs/toy-rn", _cmd_toy_train, model=False)
+    p.add_argument("--arch", choices=["rn", "vit"], default="vit", help="vision tower kind")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped weights' count)")
+    p.add_argument("--batch", type=int, default=256, help="pairs per step")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p = add_command(toy_sub, "validate", "Check a toy model against the planted facts on held-out scenes.",
+                    "clipaudit toy validate --model toy-vit --n 400", _cmd_toy_validate)
+    p.add_argument("--n", type=int, default=400, help="held-out scenes per check")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+
+    for module_name in FEATURE_CLIS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue  # feature not installed in this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted; results finished so far are kept in the run folder", file=sys.stderr)
+        return 130
+    except (ClipauditError, ValueError, FileNotFoundError) as err:
+        if getattr(args, "debug", False):
+            raise
+        msg = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""Load any CLIP behind one wrapper whose public methods all take pixels in [0, 1].
+
+Why pixels: attack budgets (eps), gradients and feature-visualisation images are then in the
+units a person means, and no caller can forget or double-apply the model's normalisation.
+
+Weight lookup order for ``load_model(name, pretrained)``:
+
+1. ``name`` starts with ``toy``: the embedded toy model organism (``pretrained`` may be
+   ``none`` for random init, or a checkpoint path for retrained weights).
+2. ``name`` is an existing file: a local checkpoint (OpenAI- or open_clip-style state dict);
+   the architecture is inferred from the tensor shapes.
+3. ``name`` starts with ``hf-hub:``: open_clip fetches config and weights from the hub/cache.
+4. otherwise ``name`` is an open_clip architecture and ``pretrained`` is a tag (``openai``),
+   a checkpoint path, or ``none`` for random init.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from clipaudit.errors import ClipauditError, suggest
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+RANDOM_INIT = "none"
+DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` means CUDA when present, else CPU; anything else is passed to torch."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ClipauditError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ClipauditError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+    return dev
+
+
+class ZeroShotHead(torch.nn.Module):
+    """A zero-shot classifier: calling it on pixels (B,3,H,W) in [0,1] returns logits (B, C).
+
+    ``weights`` holds one L2-normalised text embedding per class (the mean of its templates'
+    embeddings, renormalised, as in the CLIP paper).
+    """
+
+    def __init__(self, model: "AuditModel", classnames: Sequence[str], templates: Sequence[str],
+                 weights: torch.Tensor) -> None:
+        super().__init__()
+        self.audit_model = model
+        self.classnames = list(classnames)
+        self.templates = list(templates)
+        self.register_buffer("weights", weights)
+
+    def logits_from_embeddings(self, image_embeddings: torch.Tensor) -> torch.Tensor:
+        emb = F.normalize(image_embeddings.float(), dim=-1)
+        return self.audit_model.logit_scale * emb @ self.weights.T.float()
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_embeddings(self.audit_model.encode_images(pixels, normalize=False))
+
+    def index(self, classname: str) -> int:
+        try:
+            return self.classnames.index(classname)
+        except ValueError:
+            raise ClipauditError(f"class {classname!r} is not in the class list"
+                                 f"{suggest(classname, self.classnames)}") from None
+
+
+@dataclass
+class AuditModel:
+    """An open_clip CLIP plus what audits need to know about it.
+
+    Attributes:
+        model: the open_clip ``CLIP`` module (eval mode, on ``device``).
+        name: the name it was loaded by (``toy-vit``, ``ViT-B-32``, a path...).
+        pretrained: the weight tag or path; ``"none"`` means random init.
+        arch: ``"resnet"`` or ``"vit"`` (the vision tower's kind).
+        image_size: input side in pixels.
+        mean, std: the normalisation applied inside every public method.
+    """
+
+    model: torch.nn.Module
+    name: str
+    pretrained: str
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
+    device: torch.device
+    precision: str = "fp32"
+    mean: tuple[float, ...] = OPENAI_MEAN
+    std: tuple[float, ...] = OPENAI_STD
+    preprocess_cfg: dict = field(default_factory=dict)
+    _hash: str | None = field(default=None, repr=False)
+    _layer_table: dict | None = field(default=None, repr=False)
+
+    # -- facts --------------------------------------------------------------------------
+    @property
+    def random_init(self) -> bool:
+        return self.pretrained == RANDOM_INIT
+
+    @property
+    def arch(self) -> str:
+        from open_clip.modified_resnet import ModifiedResNet
+        from open_clip.transformer import VisionTransformer
+
+        if isinstance(self.model.visual, ModifiedResNet):
+            return "resnet"
+        if isinstance(self.model.visual, VisionTransformer):
+            return "vit"
+        return type(self.model.visual).__name__
+
+    @property
+    def image_size(self) -> int:
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.precision]
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.detach().float().exp()
+
+    @property
+    def weights_hash(self) -> str:
+        """sha256 (first 16 hex digits) of every tensor of the state dict, in key order."""
+        if self._hash is None:
+            h = hashlib.sha256()
+            for key, tensor in sorted(self.model.state_dict().items()):
+                h.update(key.encode())
+                h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            self._hash = h.hexdigest()[:16]
+        return self._hash
+
+    def describe(self) -> dict:
+        """The facts every manifest records about the model."""
+        return {"name": self.name, "pretrained": self.pretrained, "random_init": self.random_init,
+                "arch": self.arch, "image_size": self.image_size, "weights_hash": self.weights_hash,
+                "precision": self.precision, "device": str(self.device)}
+
+    # -- pixels -------------------------------------------------------------------------
+    def to_pixels(self, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
+        """Resize + centre-crop PIL images to (B,3,S,S) floats in [0,1] (no normalisation).
+
+        Uses open_clip's own eval transform with identity mean/std, so it equals the
+        model's preprocessing up to the final normalisation.
+        """
+        from open_clip.transform import image_transform
+
+        if isinstance(images, Image.Image):
+            images = [images]
+        tf = getattr(self, "_pixel_tf", None)
+        if tf is None:
+            cfg = self.preprocess_cfg
+            tf = image_transform(self.image_size, is_train=False, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                                 resize_mode=cfg.get("resize_mode"), interpolation=cfg.get("interpolation"))
+            object.__setattr__(self, "_pixel_tf", tf)
+        return torch.stack([tf(img) for img in images]).to(self.device)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        self._check_pixels(pixels)
+        mean = torch.tensor(self.mean, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        return (pixels - mean) / std
+
+    def _check_pixels(self, pixels: torch.Tensor) -> None:
+        if pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"pixels must be (B, 3, H, W), got shape {tuple(pixels.shape)}")
+        if pixels.shape[-1] != self.image_size or pixels.shape[-2] != self.image_size:
+            raise ValueError(f"pixels must be {self.image_size}x{self.image_size} for {self.name}, "
+                             f"got {pixels.shape[-2]}x{pixels.shape[-1]}; use to_pixels() to resize")
+
+    # -- encoders -----------------------------------------------------------------------
+    def encode_images(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Image embeddings (B, D) for pixels in [0,1]; gradients flow when the input needs them."""
+        x = self.normalize(pixels.to(self.device)).to(self.dtype)
+        emb = self.model.encode_image(x)
+        return F.normalize(emb.float(), dim=-1) if normalize else emb.float()
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
+        """Text embeddings (N, D), computed in batches of ``batch_size``."""
+        texts = list(texts)
+        if not texts:
+            raise ValueError("encode_texts needs at least one text")
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(texts[i:i + batch_size]).to(self.device)
+            out.append(self.model.encode_text(tokens).float())
+        emb = torch.cat(out)
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def classifier(self, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotHead:
+        """A zero-shot head over ``classnames``: each class is the renormalised mean of its
+        templates' normalised text embeddings (CLIP paper, section 3.1.4)."""
+        classnames = [str(c) for c in classnames]
+        if not classnames:
+            raise ValueError("classifier needs at least one class name")
+        if len(set(classnames)) != len(classnames):
+            dup = sorted({c for c in classnames if classnames.count(c) > 1})
+            raise ValueError(f"class names must be unique; repeated: {', '.join(dup)}")
+        templates = list(templates) or list(DEFAULT_TEMPLATES)
+        for t in templates:
+            if "{}" not in t:
+                raise ValueError(f"template {t!r} has no '{{}}' placeholder for the class name")
+        texts = [t.format(c) for c in classnames for t in templates]
+        emb = self.encode_texts(texts).view(len(classnames), len(templates), -1).mean(1)
+        return ZeroShotHead(self, classnames, templates, F.normalize(emb, dim=-1)).to(self.device)
+
+
+# ---------------------------------------------------------------------------- loading
+
+def _tokenizer_for(model_name: str | None, context_length: int) -> Callable:
+    import open_clip
+
+    if model_name:
+        try:
+            return open_clip.get_tokenizer(model_name)
+        except Exception:  # unknown to open_clip (a local path): the standard tokenizer
+            pass
+    return lambda texts: open_clip.tokenize(list(texts), context_length=context_length)
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .pt/.bin (``weights_only=True``) or .safetensors file."""
+    if not path.is_file():
+        raise ClipauditError(f"checkpoint {str(path)!r} does not exist; pass an existing file to --pretrained")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ClipauditError(f"cannot read checkpoint {str(path)!r} ({first[:160]}); is it a complete "
+                             "PyTorch/safetensors state dict? Re-download or re-save it") from None
+    if isinstance(sd, torch.jit.ScriptModule):  # pragma: no cover - torch refuses these under weights_only
+        sd = sd.state_dict()
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ClipauditError(f"checkpoint {str(path)!r} holds no state dict of tensors; save model.state_dict()")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _load_into(module: torch.nn.Module, sd: dict, source: str, arch_label: str) -> None:
+    try:
+        result = module.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = lines[1][:160] if len(lines) > 1 else lines[0][:160]
+        raise ClipauditError(f"checkpoint {source!r} does not fit architecture {arch_label} ({detail}); "
+                             "pass the architecture it was trained with as the model name") from None
+    del result
+
+
+def _finish(module: torch.nn.Module, name: str, pretrained: str, tokenizer: Callable, device: str,
+            precision: str, mean=OPENAI_MEAN, std=OPENAI_STD, preprocess_cfg: dict | None = None) -> AuditModel:
+    if precision not in _DTYPES:
+        raise ClipauditError(f"unknown precision {precision!r}; valid: {', '.join(_DTYPES)}")
+    dev = pick_device(device)
+    module = module.to(dev).to(_DTYPES[precision]).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    if pretrained == RANDOM_INIT:
+        warnings.warn(f"{name}: RANDOM-INIT weights (pretrained='none'); results say nothing about a "
+                      "trained CLIP", stacklevel=3)
+    return AuditModel(module, name, pretrained, tokenizer, dev, precision, tuple(mean), tuple(std),
+                      dict(preprocess_cfg or {}))
+
+
+def _load_toy(name: str, pretrained: str | None, device: str, precision: str) -> AuditModel:
+    from clipaudit.toy import weights_path
+    from clipaudit.toy.configs import CONTEXT_LENGTH, canonical_toy_name
+    from clipaudit.toy.train import build_toy_module
+
+    try:
+        canon = canonical_toy_name(name)
+    except ValueError as err:
+        raise ClipauditError(str(err)) from None
+    torch.manual_seed(0)
+    module = build_toy_module(canon)
+    if pretrained is None or pretrained == "":
+        path = weights_path(canon)
+        if not path.is_file():
+            raise ClipauditError(f"the shipped weights for {canon} are missing ({path}); reinstall clipaudit "
+                                 f"or retrain with `clipaudit toy train --arch {canon.split('-')[1]}`")
+        _load_into(module, {k: v.float() for k, v in _read_state_dict(path).items()}, str(path), canon)
+        tag = "shipped"
+    elif pretrained == RANDOM_INIT:
+        tag = RANDOM_INIT
+    else:
+        path = Path(pretrained)
+        _load_into(module, {k: v.float() for k, v in _read_state_dict(path).items()}, str(path), canon)
+        tag = str(path)
+    tokenizer = _tokenizer_for(None, CONTEXT_LENGTH)
+    return _finish(module, canon, tag, tokenizer, device, precision)
+
+
+def _load_open_clip(name: str, pretrained: str | None, device: str, precision: str) -> AuditModel:
+    import open_clip
+
+    if name.startswith("hf-hub:"):
+        try:
+            module = open_clip.create_model(name, device="cpu")
+        except Exception as err:
+            raise ClipauditError(f"cannot load {name} from the Hugging Face hub or cache ({type(err).__name__}); "
+                                 "offline, download it elsewhere and pass the file with --pretrained PATH") from None
+        tag = name
+    else:
+        archs = open_clip.list_models()
+        if name not in archs:
+            raise ClipauditError(f"unknown model {name!r}{suggest(name, archs + ['toy', 'toy-vit', 'toy-rn'])} "
+                                 "(run `python -c 'import open_clip; print(open_clip.list_models())'` for all)")
+        if pretrained is None or pretrained == "":
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise ClipauditError(f"{name} needs --pretrained: a tag ({', '.join(tags[:6]) or 'none known'}), "
+                                 "a checkpoint path, or 'none' for random init")
+        if pretrained == RANDOM_INIT:
+            module = open_clip.create_model(name, pretrained=None, device="cpu")
+            tag = RANDOM_INIT
+        elif Path(pretrained).expanduser().exists() or os.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors")):
+            module = open_clip.create_model(name, pretrained=None, device="cpu")
+            path = Path(pretrained).expanduser()
+            sd = _read_state_dict(path)
+            for meta_key in ("input_resolution", "context_length", "vocab_size"):
+                sd.pop(meta_key, None)
+            _load_into(module, sd, str(path), name)
+            tag = str(path)
+        else:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            if pretrained not in tags:
+                raise ClipauditError(f"unknown pretrained tag {pretrained!r} for {name}"
+                                     f"{suggest(pretrained, tags)} (valid: {', '.join(tags) or 'none'})")
+            try:
+                module = open_clip.create_model(name, pretrained=pretrained, device="cpu")
+            except Exception as err:
+                from open_clip.pretrained import get_pretrained_cfg
+
+                cfg = get_pretrained_cfg(name, pretrained)
+                where = cfg.get("hf_hub") or cfg.get("url") or "its source"
+                cache = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+                raise ClipauditError(f"cannot get {name}/{pretrained} weights ({type(err).__name__}); they are "
+                                     f"fetched from {where} into {cache}; offline, copy the checkpoint here and "
+                                     "pass --pretrained PATH") from None
+            tag = pretrained
+    pcfg = open_clip.get_model_preprocess_cfg(module)
+    mean = pcfg.get("mean", OPENAI_MEAN)
+    std = pcfg.get("std", OPENAI_STD)
+    return _finish(module, name, tag, _tokenizer_for(name, 77), device, precision, mean, std, pcfg)
+
+
+def _load_local_checkpoint(path: Path, device: str, precision: str) -> AuditModel:
+    from open_clip.model import build_model_from_openai_state_dict
+
+    sd = _read_state_dict(path)
+    try:
+        module = build_model_from_openai_state_dict(dict(sd), cast_dtype=torch.float32)
+    except Exception as err:
+        raise ClipauditError(f"cannot infer a CLIP architecture from {str(path)!r} ({type(err).__name__}); "
+                             "pass the architecture as the model name and the file as --pretrained") from None
+    return _finish(module, str(path), str(path), _tokenizer_for(None, 77), device, precision)
+
+
+def load_model(name: str = "toy", pretrained: str | None = None, device: str = "auto",
+               precision: str = "fp32") -> AuditModel:
+    """Load a CLIP into an :class:`AuditModel` (see the module docstring for the lookup order).
+
+    Args:
+        name: ``toy``/``toy-vit``/``toy-rn``, an open_clip architecture, ``hf-hub:...``, or a path.
+        pretrained: a tag, a checkpoint path, ``"none"`` (random init), or None (toy: shipped).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
+        precision: ``fp32``, ``fp16`` or ``bf16``.
+
+    Raises:
+        ClipauditError: unknown name or tag, unreadable or mismatched checkpoint, weights
+            unavailable offline.
+
+    Example:
+        >>> m = load_model("toy")
+        >>> m.classifier(["apple", "pizza"])(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 2])
+    """
+    name = str(name).strip()
+    if not name:
+        raise ClipauditError("empty model name; use toy, an open_clip architecture, hf-hub:..., or a path")
+    if name.startswith("toy"):
+        return _load_toy(name, pretrained, device, precision)
+    if Path(name).expanduser().is_file():
+        return _load_local_checkpoint(Path(name).expanduser(), device, precision)
+    return _load_open_clip(name, pretrained, device, precision)
