@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny random-init ResNet/ViT CLIPs (layouts) and the shipped toy (meaning)."""
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+import torch
+
+os.environ.setdefault("CLIPAUDIT_NO_PROGRESS", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _load(name: str, pretrained: str | None):
+    from clipaudit.model import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(name, pretrained=pretrained, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_vit():
+    """Random-init toy-vit architecture: (B, T, C) token layout, 64 px."""
+    return _load("toy-vit", "none")
+
+
+@pytest.fixture(scope="session")
+def tiny_rn():
+    """Random-init toy-rn architecture: NCHW conv layout, 64 px."""
+    return _load("toy-rn", "none")
+
+
+@pytest.fixture(scope="session", params=["vit", "rn"])
+def tiny_model(request, tiny_vit, tiny_rn):
+    return tiny_vit if request.param == "vit" else tiny_rn
+
+
+def _shipped(name: str):
+    from clipaudit.toy import weights_path
+
+    if not weights_path(name).is_file():
+        pytest.skip(f"shipped weights for {name} not trained yet")
+    return _load(name, None)
+
+
+@pytest.fixture(scope="session")
+def toy_vit():
+    """The shipped, trained toy-vit (the default ``toy``)."""
+    return _shipped("toy-vit")
+
+
+@pytest.fixture(scope="session")
+def toy_rn():
+    """The shipped, trained toy-rn."""
+    return _shipped("toy-rn")
+
+
+@pytest.fixture(scope="session", params=["toy-vit", "toy-rn"])
+def toy_model(request):
+    return _shipped(request.param)
