@@ -1,0 +1,232 @@
+"""Paired comparison of two runs of the same audit on the same inputs (e.g. two checkpoints).
+
+Why paired: when both runs saw the same images, each image gives one value per run, and the
+bootstrap of the per-image *difference* cancels the image-to-image spread that two independent
+CIs would count twice. So the pairing is checked first: runs whose per-image tables hold
+different image ids are refused rather than compared on the overlap, because a silent overlap
+would make a change of data look like a change of model.
+
+Which per-item table pairs each audit (see docs/run-folders.md):
+
+- typographic: ``typographic_images`` keyed by ``id`` (excluded rows dropped in both runs);
+- adversarial: ``adversarial_images`` keyed by ``id`` (and ``eps`` when a run holds several);
+- neurons: ``neurons`` keyed by ``neuron`` (same layer, same probe images);
+- bias: ``bias_images`` keyed by ``id`` when a run has it; otherwise the per-group rates of
+  ``bias_denigration`` are compared with an *unpaired* CI (``paired`` is False on those rows).
+
+Used by the dashboard's Compare page and by ``clipaudit diff RUN_A RUN_B``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from clipaudit.errors import ClipauditError
+from clipaudit.runs import RunView, open_run
+from clipaudit.stats import bootstrap_ci, ci_from_draws, grouped_rates_bootstrap
+
+__all__ = ["DIFF_COLUMNS", "PairedMetric", "PAIRED_METRICS", "diff_runs", "comparable_audits"]
+
+DIFF_COLUMNS = ["audit", "metric", "a", "b", "difference", "ci_low", "ci_high", "n_pairs", "paired"]
+
+
+@dataclass(frozen=True)
+class PairedMetric:
+    """One headline rate or mean, computed per item so that two runs can be paired.
+
+    ``value(df)`` returns one float per row (NaN rows are dropped from both runs).
+    """
+
+    audit: str
+    table: str
+    name: str
+    value: Callable[[pd.DataFrame], pd.Series]
+
+
+def _col(name: str) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda df: pd.to_numeric(df[name], errors="coerce").astype(float)
+
+
+def _eq(a: str, b: str) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda df: (df[a].astype(str) == df[b].astype(str)).astype(float)
+
+
+def _minus(a: str, b: str) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda df: pd.to_numeric(df[a], errors="coerce") - pd.to_numeric(df[b], errors="coerce")
+
+
+PAIRED_METRICS: tuple[PairedMetric, ...] = (
+    PairedMetric("typographic", "typographic_images", "clean_accuracy", _eq("pred_clean", "true_class")),
+    PairedMetric("typographic", "typographic_images", "attack_success_rate", _col("success")),
+    PairedMetric("typographic", "typographic_images", "flip_rate", _col("flipped")),
+    PairedMetric("typographic", "typographic_images", "true_prob_drop", _minus("p_true_clean", "p_true_attacked")),
+    PairedMetric("typographic", "typographic_images", "target_prob_rise",
+                 _minus("p_target_attacked", "p_target_clean")),
+    PairedMetric("adversarial", "adversarial_images", "clean_accuracy", _col("correct_clean")),
+    PairedMetric("adversarial", "adversarial_images", "robust_accuracy", _col("correct_adv")),
+    PairedMetric("adversarial", "adversarial_images", "attack_success_rate", _col("success")),
+    PairedMetric("neurons", "neurons", "multimodal_share", _col("is_multimodal")),
+    PairedMetric("neurons", "neurons", "mean_label_score", _col("label_score")),
+    PairedMetric("neurons", "neurons", "mean_multimodal_score", _col("multimodal_score")),
+    PairedMetric("bias", "bias_images", "harmful_rate", _col("harmful")),
+)
+
+_KEYS = {"typographic_images": ["id"], "adversarial_images": ["id", "eps"], "neurons": ["neuron"],
+         "bias_images": ["id"]}
+
+
+def _as_view(run: RunView | str | Path) -> RunView:
+    return run if isinstance(run, RunView) else open_run(run)
+
+
+def comparable_audits(run_a: RunView, run_b: RunView) -> list[str]:
+    """Audits both runs hold a pairable table for, in a fixed order."""
+    order = ["neurons", "typographic", "adversarial", "bias"]
+    out = []
+    for audit in order:
+        tables = {m.table for m in PAIRED_METRICS if m.audit == audit}
+        if audit == "bias":
+            tables.add("bias_denigration")
+        if any(run_a.has_table(t) and run_b.has_table(t) for t in tables):
+            out.append(audit)
+    return out
+
+
+def _keyed(run: RunView, table: str) -> pd.DataFrame:
+    df = run.table(table)
+    keys = [k for k in _KEYS[table] if k in df.columns]
+    if _KEYS[table][0] not in df.columns:
+        raise ClipauditError(f"run {run.name}: table {table!r} has no {_KEYS[table][0]!r} column; "
+                             "it does not follow docs/run-folders.md")
+    if "excluded" in df.columns:
+        df = df[~df["excluded"].fillna(False).astype(bool)]
+    if len(keys) > 1 and df[keys[1]].nunique() <= 1:
+        keys = keys[:1]
+    df = df.copy()
+    df["_key"] = df[keys].astype(str).agg("|".join, axis=1)
+    if df["_key"].duplicated().any():
+        dup = df.loc[df["_key"].duplicated(), "_key"].iloc[0]
+        raise ClipauditError(f"run {run.name}: table {table!r} repeats the key {dup!r}; cannot pair its rows")
+    return df.set_index("_key")
+
+
+def _check_same_inputs(run_a: RunView, run_b: RunView, table: str, a: pd.DataFrame, b: pd.DataFrame) -> None:
+    ka, kb = set(a.index), set(b.index)
+    if ka != kb:
+        shared = len(ka & kb)
+        what = "neurons" if table == "neurons" else "images"
+        raise ClipauditError(
+            f"runs {run_a.name} and {run_b.name} are not on the same inputs ({table}: {len(ka)} vs {len(kb)} "
+            f"{what}, {shared} shared); a paired diff needs identical inputs: rerun both with the same "
+            "--data, --n and --seed")
+    if table == "neurons":
+        la, lb = run_a.summary.get("neurons", {}).get("layer"), run_b.summary.get("neurons", {}).get("layer")
+        na = run_a.summary.get("neurons", {}).get("n_images")
+        nb = run_b.summary.get("neurons", {}).get("n_images")
+        if la != lb or na != nb:
+            raise ClipauditError(
+                f"runs {run_a.name} and {run_b.name} scanned different inputs (layer {la} vs {lb}, "
+                f"{na} vs {nb} probe images); rerun both on the same --layer and --data")
+
+
+def _paired_rows(run_a: RunView, run_b: RunView, audit: str, n_resamples: int, alpha: float,
+                 seed: int) -> list[dict]:
+    rows = []
+    metrics = [m for m in PAIRED_METRICS if m.audit == audit]
+    for table in dict.fromkeys(m.table for m in metrics):
+        if not (run_a.has_table(table) and run_b.has_table(table)):
+            continue
+        a, b = _keyed(run_a, table), _keyed(run_b, table)
+        _check_same_inputs(run_a, run_b, table, a, b)
+        b = b.loc[a.index]
+        for m in metrics:
+            if m.table != table:
+                continue
+            try:
+                va, vb = m.value(a).to_numpy(), m.value(b).to_numpy()
+            except KeyError:
+                continue  # this run's table lacks an optional column
+            ok = ~(np.isnan(va) | np.isnan(vb))
+            va, vb = va[ok], vb[ok]
+            lo, hi = bootstrap_ci(vb - va, np.mean, n_resamples=n_resamples, alpha=alpha, seed=seed) \
+                if len(va) else (float("nan"), float("nan"))
+            mean_a = float(va.mean()) if len(va) else float("nan")
+            mean_b = float(vb.mean()) if len(vb) else float("nan")
+            rows.append({"audit": audit, "metric": m.name, "a": mean_a, "b": mean_b,
+                         "difference": mean_b - mean_a, "ci_low": float(lo), "ci_high": float(hi),
+                         "n_pairs": int(len(va)), "paired": True})
+    return rows
+
+
+def _group_rows(run_a: RunView, run_b: RunView, n_resamples: int, alpha: float, seed: int) -> list[dict]:
+    """Per-group harmful rates when no per-image bias table exists (unpaired CI)."""
+    cols = ["attribute", "group", "n", "n_harmful"]
+    a, b = run_a.table("bias_denigration"), run_b.table("bias_denigration")
+    for name, df in ((run_a.name, a), (run_b.name, b)):
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ClipauditError(f"run {name}: bias_denigration lacks {', '.join(missing)}")
+    a = a.set_index(["attribute", "group"])
+    b = b.set_index(["attribute", "group"])
+    if set(a.index) != set(b.index) or not (a["n"].sort_index() == b.loc[a.index, "n"].sort_index()).all():
+        raise ClipauditError(
+            f"runs {run_a.name} and {run_b.name} are not on the same inputs (their bias groups or group "
+            "sizes differ); rerun both on the same --data")
+    b = b.loc[a.index]
+    da = grouped_rates_bootstrap(a["n_harmful"].to_numpy(), a["n"].to_numpy(), n_resamples, seed=seed)
+    db = grouped_rates_bootstrap(b["n_harmful"].to_numpy(), b["n"].to_numpy(), n_resamples, seed=seed + 1)
+    lo, hi = ci_from_draws(db - da, alpha=alpha)
+    rows = []
+    for i, (attr, group) in enumerate(a.index):
+        ra = a["n_harmful"].iloc[i] / max(a["n"].iloc[i], 1)
+        rb = b["n_harmful"].iloc[i] / max(b["n"].iloc[i], 1)
+        rows.append({"audit": "bias", "metric": f"harmful_rate[{attr}={group}]", "a": float(ra), "b": float(rb),
+                     "difference": float(rb - ra), "ci_low": float(lo[i]), "ci_high": float(hi[i]),
+                     "n_pairs": int(a["n"].iloc[i]), "paired": False})
+    return rows
+
+
+def diff_runs(run_a: RunView | str | Path, run_b: RunView | str | Path, audit: str | None = None,
+              n_resamples: int = 2000, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Headline metrics of two runs side by side with the paired difference ``b - a`` and its CI.
+
+    Args:
+        run_a, run_b: run folders (paths or :class:`~clipaudit.runs.RunView`); ``a`` is the baseline.
+        audit: one audit to compare (``neurons``, ``typographic``, ``adversarial``, ``bias``);
+            default every audit both runs hold.
+        n_resamples, alpha, seed: the percentile bootstrap of the per-item differences.
+
+    Returns:
+        DataFrame with columns ``audit, metric, a, b, difference, ci_low, ci_high, n_pairs, paired``,
+        one row per metric (``difference = b - a``; ``n_pairs`` = items paired).
+
+    Raises:
+        ClipauditError: the runs share no comparable audit, or their inputs differ (different image
+            ids, neurons or group sizes), or a table does not follow the run-folder contract.
+
+    Example:
+        >>> diff_runs("runs/typo-ckpt1", "runs/typo-ckpt2", audit="typographic")
+    """
+    ra, rb = _as_view(run_a), _as_view(run_b)
+    common = comparable_audits(ra, rb)
+    if audit is not None:
+        if audit not in ("neurons", "typographic", "adversarial", "bias"):
+            raise ClipauditError(f"unknown audit {audit!r}; valid: neurons, typographic, adversarial, bias")
+        if audit not in common:
+            raise ClipauditError(f"runs {ra.name} and {rb.name} do not both hold {audit} results; "
+                                 f"comparable: {', '.join(common) or 'none'}")
+        common = [audit]
+    if not common:
+        raise ClipauditError(f"runs {ra.name} ({', '.join(ra.audits)}) and {rb.name} ({', '.join(rb.audits)}) "
+                             "share no audit with per-image results; compare two runs of the same audit")
+    rows: list[dict] = []
+    for name in common:
+        got = _paired_rows(ra, rb, name, n_resamples, alpha, seed)
+        if name == "bias" and not got and ra.has_table("bias_denigration") and rb.has_table("bias_denigration"):
+            got = _group_rows(ra, rb, n_resamples, alpha, seed)
+        rows += got
+    return pd.DataFrame(rows, columns=DIFF_COLUMNS)

@@ -1,0 +1,97 @@
+"""The dashboard shell: header with run selectors, navigation, and a router to the page modules.
+
+Why a plain router instead of ``use_pages``: the page modules live in this package and are
+imported by name, so the app works the same installed or from a checkout, and every page
+receives the same inputs (the runs store and the chosen runs A and B). The app reads run
+folders only; it never loads a model.
+"""
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from dash import Dash, Input, Output, dcc, html
+
+from . import ids, page_adversarial, page_bias, page_compare, page_neurons, page_overview, page_typographic
+from .components import message
+from .data import RunStore, model_facts
+from .files import add_file_route
+
+__all__ = ["PAGES", "create_app", "render_page"]
+
+PAGES = (page_overview, page_neurons, page_typographic, page_adversarial, page_bias, page_compare)
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _options(store: RunStore) -> list[dict]:
+    opts = []
+    for v in store.runs():
+        m = model_facts(v)
+        flag = " [RANDOM-INIT]" if m["random_init"] else ""
+        status = "" if v.manifest.get("status") == "complete" else f" ({v.manifest.get('status')})"
+        opts.append({"label": f"{store.run_name(v)} · {', '.join(a for a in v.audits if a)} · {m['name']}{flag}{status}",
+                     "value": store.run_name(v)})
+    return opts
+
+
+def _default_runs(store: RunStore) -> tuple[str | None, str | None]:
+    names = store.names()
+    return (names[0] if names else None), None
+
+
+def render_page(store: RunStore, pathname: str | None, run_a: str | None, run_b: str | None):
+    """The page for ``pathname`` with runs A and B; a readable message instead of a traceback."""
+    norm = (pathname or "/").rstrip("/") or "/"
+    page = next((p for p in PAGES if p.PATH == norm), None)
+    if page is None:
+        return message(f"No page at {pathname}. Pages: " + ", ".join(p.PATH for p in PAGES), "warn")
+    a, b = store.get(run_a), store.get(run_b)
+    try:
+        return page.layout(store, a, b)
+    except Exception as err:  # a half-written or hand-edited run must not blank the page
+        detail = " ".join(str(err).split())[:300]
+        traceback.print_exc()
+        return message(f"Could not show {page.TITLE} for run {run_a}: {type(err).__name__}: {detail}. "
+                       "The run may be half-written or not follow docs/run-folders.md.", "error")
+
+
+def create_app(runs_dir: Path | str = "runs") -> Dash:
+    """A Dash app over the run folders in ``runs_dir`` (start with ``app.run(host, port)``)."""
+    store = RunStore(Path(runs_dir))
+    app = Dash(__name__, title="clipaudit", assets_folder=str(ASSETS), suppress_callback_exceptions=True,
+               update_title=None)
+    add_file_route(app.server, store.root)
+
+    def shell():
+        a, b = _default_runs(store)
+        opts = _options(store)
+        return html.Div([
+            dcc.Location(id=ids.URL),
+            html.Header([
+                html.H1("clipaudit"),
+                html.Nav([dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.TITLE.lower()}")
+                          for p in PAGES]),
+                html.Div([html.Label("run A"),
+                          dcc.Dropdown(id=ids.RUN_A, options=opts, value=a, clearable=False, persistence=True,
+                                       persistence_type="session", className="run-select"),
+                          html.Label("run B (compare)"),
+                          dcc.Dropdown(id=ids.RUN_B, options=opts, value=b, persistence=True,
+                                       persistence_type="session", className="run-select",
+                                       placeholder="second run…")], className="run-pickers"),
+            ]),
+            html.Div(f"reading run folders in {store.root}", className="muted small root-note", id=ids.RUN_NOTE),
+            dcc.Loading(html.Div(id=ids.PAGE), type="dot", delay_show=400),
+        ])
+
+    app.layout = shell
+
+    @app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"), Input(ids.RUN_A, "value"),
+                  Input(ids.RUN_B, "value"))
+    def _route(pathname, run_a, run_b):
+        return render_page(store, pathname, run_a, run_b)
+
+    for page in PAGES:
+        if hasattr(page, "register_callbacks"):
+            page.register_callbacks(app, store)
+    app.clipaudit_store = store  # for tests and the benchmark
+    return app

@@ -1,0 +1,40 @@
+"""Adversarial robustness: robust accuracy vs eps, per-class results, examples, sanity checks."""
+from __future__ import annotations
+
+from dash import html
+
+from clipaudit.runs import RunView
+
+from .components import ci_line, image, kpis, message, missing_audit, modelcard_panel, run_banner, section, table
+from .data import RunStore, fmt_rate
+
+PATH = "/adversarial"
+TITLE = "Adversarial"
+AUDIT = "adversarial"
+KPIS = [("attack", "attack"), ("norm", "norm"), ("eps", "eps"), ("steps", "steps"), ("restarts", "restarts"),
+        ("clean_accuracy", "clean accuracy"), ("robust_accuracy", "robust accuracy"),
+        ("attack_success_rate", "attack success"), ("sanity_passed", "sanity checks passed")]
+
+
+def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
+    note = missing_audit(a, AUDIT)
+    if note is not None:
+        return html.Div([html.Div(note, className="main"), modelcard_panel(AUDIT, a)], className="page")
+    s = a.summary.get(AUDIT, {})
+    curve = store.table(a, "adversarial_curve")
+    by_class = store.table(a, "adversarial_by_class")
+    sanity = store.table(a, "adversarial_sanity")
+    warn = [message("Some sanity checks failed: treat the robust accuracy as an upper bound until they pass.", "warn")] \
+        if s.get("sanity_passed") is False else []
+    rates = {c: fmt_rate for c in ("clean_accuracy", "robust_accuracy", "ci_low", "ci_high", "attack_success_rate")}
+    return html.Div([html.Div([
+        run_banner(a), *warn,
+        kpis(a, AUDIT, KPIS),
+        section("Robust accuracy vs eps", ci_line(curve, "eps", "robust_accuracy", extra=[("clean_accuracy", "clean")],
+                                                  title="Zero-shot accuracy under attack (95% CI)"),
+                table(curve, formats=rates, table_id="adversarial-curve")) if curve is not None else None,
+        section("Examples (clean / perturbation / adversarial)",
+                image(store, a, "images/adversarial_examples.png", "adversarial examples", "wide-img")),
+        section("Sanity checks", table(sanity, table_id="adversarial-sanity")) if sanity is not None else None,
+        section("By class", table(by_class, formats=rates)) if by_class is not None else None,
+    ], className="main"), modelcard_panel(AUDIT, a)], className="page")
