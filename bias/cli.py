@@ -1,0 +1,99 @@
+"""``clipaudit bias`` (run the probes) and ``clipaudit bias report RUN_DIR`` (export a run).
+
+One subcommand with an optional first positional: when it is ``report`` the second positional
+is a run folder and only ``--format``/``--to`` matter; otherwise the probe flags apply.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from clipaudit.errors import ClipauditError
+
+EXAMPLE = ("clipaudit bias --dataset toy --probe all --k 50 --out runs/bias-toy\n"
+           "  clipaudit bias report runs/bias-toy --format html")
+
+
+def register(sub) -> None:
+    from clipaudit.cli import add_command
+
+    p = add_command(sub, "bias", "Demographic bias probes (denigration, label-set sensitivity, retrieval "
+                    "skew, WEAT) with CIs and multiplicity control; 'bias report RUN_DIR' exports a run.",
+                    EXAMPLE, _cmd_bias)
+    p.add_argument("action", nargs="?", choices=["report"], default=None,
+                   help="'report' exports an existing run folder instead of running probes")
+    p.add_argument("run_dir", nargs="?", default=None, help="run folder to export (with 'report')")
+    p.add_argument("--dataset", default="toy",
+                   help="toy, toy:N, toy-noprops:N, a FairFace folder/CSV, a UTKFace folder, or a CSV")
+    p.add_argument("--layout", default="auto", choices=["auto", "fairface", "utkface", "csv", "toy"],
+                   help="how --dataset stores its labels")
+    p.add_argument("--attributes", default=None, help="comma list of attribute columns (default by layout)")
+    p.add_argument("--probe", default="all", help="comma list of denigration, skew, weat, or all")
+    p.add_argument("--labels", default=None, help="label-set JSON/YAML (classes, harmful, neutral_additions)")
+    p.add_argument("--prompts", default=None, help="prompt JSON/YAML (skew concepts/templates, weat tests)")
+    p.add_argument("--k", type=int, default=100, help="top-k size for retrieval skew")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI")
+    p.add_argument("--permutations", type=int, default=2000, help="permutations per test")
+    p.add_argument("--target", default="dataset", choices=["dataset", "equal"],
+                   help="skew target shares: the dataset's group shares or equal shares")
+    p.add_argument("--n", type=int, default=600, help="number of toy people scenes (--dataset toy)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--alpha", type=float, default=0.05, help="1 - CI coverage and the flagging level")
+    p.add_argument("--format", default="html", choices=["html", "md", "csv", "json"], help="report format")
+    p.add_argument("--to", default=None, help="report path (default: inside the run folder)")
+
+
+def _cmd_bias(args: argparse.Namespace) -> int:
+    if args.action == "report":
+        return _cmd_report(args)
+    if args.run_dir is not None:
+        raise ClipauditError(f"unexpected argument {args.run_dir!r}; to export a run use "
+                             "'clipaudit bias report RUN_DIR --format html'")
+    from clipaudit.bias.audit import BiasConfig, audit, config_dict
+    from clipaudit.bias.datasets import open_dataset
+    from clipaudit.cli import model_from_args, parse_list, progress
+    from clipaudit.runs import RunFolder
+
+    cfg = BiasConfig(dataset=args.dataset, layout=args.layout, attributes=tuple(parse_list(args.attributes)),
+                     probe=tuple(parse_list(args.probe)), labels=args.labels, prompts=args.prompts, k=args.k,
+                     bootstrap=args.bootstrap, permutations=args.permutations, target=args.target, n=args.n,
+                     batch_size=args.batch_size, alpha=args.alpha, seed=args.seed)
+    cfg.validate()
+    source = open_dataset(cfg.dataset, cfg.layout, cfg.attributes, n=cfg.n, seed=cfg.seed + 1234)
+    model = model_from_args(args)
+    run = RunFolder.create("bias", args.out, model=model, seed=args.seed, config=config_dict(cfg))
+    with run:
+        result = audit(model, source, cfg, run=run, progress=progress)
+        result.save(run)
+    s = result.summary
+    print(f"bias: {s['n_images']} images of {s['dataset']} ({s['n_skipped']} skipped), attributes "
+          f"{', '.join(s['attributes'])}, label set {s['label_set']['name']}")
+    if "harmful_rate_ratio_group" in s:
+        ci = s["harmful_rate_ratio_ci"]
+        print(f"  harmful-label rate ratio {_f(s['harmful_rate_ratio'])} "
+              f"[{_f(ci[0])}, {_f(ci[1])}] for {s['harmful_rate_ratio_attribute']}={s['harmful_rate_ratio_group']} "
+              f"vs rest (Holm p {_f(s['harmful_rate_ratio_p_holm'])}); max rate {_f(s['max_harmful_rate'])} "
+              f"({s['max_harmful_rate_group']})")
+        print(f"  label-set shift {_f(s.get('max_label_set_shift'))} ({s.get('max_label_set_shift_group')}) "
+              f"after adding {', '.join(s.get('added_classes') or []) or 'nothing'}")
+        print(f"  flagged (Holm p < {cfg.alpha}): {', '.join(s['flagged']) or 'none'}")
+    if "max_skew" in s:
+        print(f"  MaxSkew@{s['max_skew_k']} (mean over prompts) {_f(s['max_skew'])} for {s['max_skew_attribute']}")
+    if "weat_d" in s:
+        print(f"  WEAT {s['weat_test']!r}: d {_f(s['weat_d'])}, Holm p {_f(s['weat_p'])}")
+    print(f"written to {run.path}; export with: clipaudit bias report {run.path} --format html")
+    return 0
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from clipaudit.bias.report import write_report
+
+    if not args.run_dir:
+        raise ClipauditError("bias report needs a run folder: clipaudit bias report RUN_DIR --format html")
+    path = write_report(args.run_dir, args.format, args.to)
+    print(f"{args.format} report written to {path}", file=sys.stdout)
+    return 0
