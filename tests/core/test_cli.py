@@ -1,0 +1,49 @@
+"""The CLI: --help with an example everywhere, one-line errors with non-zero exits."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from clipaudit.cli import build_parser, main
+
+
+def _subcommands(parser):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield name, sub
+                yield from ((f"{name} {n}", s) for n, s in _subcommands(sub))
+
+
+def test_every_command_has_help_with_an_example():
+    names = []
+    for name, sub in _subcommands(build_parser()):
+        names.append(name)
+        assert "example:" in sub.format_help(), name
+    assert {"layers", "toy", "toy train", "toy validate"} <= set(names)
+
+
+def test_layers_lists_aliases(capsys):
+    assert main(["layers", "--model", "toy-rn", "--pretrained", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "visual.layer4.0" in out and "penultimate" in out and "nchw" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["layers", "--model", "toy-xl"], "unknown toy model"),
+    (["layers", "--model", "ViT-B-32", "--pretrained", "/nonexistent/w.pt"], "does not exist"),
+    (["layers", "--model", "toy", "--device", "cuda:7"], "device"),
+    (["toy", "train", "--steps", "0", "--out", "/tmp/x"], "steps must be >= 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_console_script_exit_code():
+    proc = subprocess.run([sys.executable, "-m", "clipaudit.cli", "layers", "--model", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown model 'nope'")

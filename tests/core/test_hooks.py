@@ -1,0 +1,110 @@
+"""Layer resolution, layouts, capture, neuron reduction and ablation."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from clipaudit.errors import ClipauditError
+from clipaudit.hooks import ablate, capture, list_layers, neurons, resolve_layer
+
+
+def _n_hooks(model) -> int:
+    return sum(len(m._forward_hooks) for m in model.model.modules())
+
+
+def test_penultimate_per_architecture(tiny_vit, tiny_rn):
+    vit = resolve_layer(tiny_vit, "penultimate")
+    assert vit.path.endswith("resblocks.3.mlp.gelu") and vit.layout == "nld" and vit.n_neurons == 512
+    rn = resolve_layer(tiny_rn, "penultimate")
+    assert rn.path == "visual.layer4.0" and rn.layout == "nchw" and rn.n_neurons == 512
+    assert resolve_layer(tiny_rn, "final").layout == "nd"
+    assert resolve_layer(tiny_vit, "block:0").path == "visual.transformer.resblocks.0"
+    assert resolve_layer(tiny_vit, "transformer.resblocks.1").path == "visual.transformer.resblocks.1"
+
+
+@pytest.mark.parametrize("arch,neurons_expected,path", [("RN50", 2048, "visual.layer4.2"),
+                                                       ("ViT-B-32", 3072, "visual.transformer.resblocks.11.mlp.gelu")])
+def test_penultimate_on_real_architectures(arch, neurons_expected, path):
+    from clipaudit.model import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = load_model(arch, pretrained="none", device="cpu")
+    layer = resolve_layer(m, "penultimate")
+    assert (layer.path, layer.n_neurons) == (path, neurons_expected)
+
+
+def test_unknown_layer_suggests_close_names(tiny_rn):
+    with pytest.raises(ClipauditError, match=r"unknown layer 'visual.layer5'.*visual.layer4"):
+        resolve_layer(tiny_rn, "visual.layer5")
+
+
+def test_out_of_range_neuron(tiny_vit):
+    layer = resolve_layer(tiny_vit, "penultimate")
+    with pytest.raises(ClipauditError, match="out of range.*0..511"):
+        layer.check_neurons([3, 512])
+
+
+def test_neurons_match_hand_indexing_for_every_layout():
+    g = torch.Generator().manual_seed(0)
+    conv = torch.rand(2, 5, 3, 4, generator=g)
+    assert torch.allclose(neurons(conv, "nchw"), conv.mean(dim=(2, 3)))
+    assert torch.equal(neurons(conv, "nchw", "max")[1, 4], conv[1, 4].max())
+    nld = torch.rand(2, 7, 5, generator=g)  # (B, T, C): dim 1 is tokens, not neurons
+    assert torch.allclose(neurons(nld, "nld")[1, 3], nld[1, :, 3].mean())
+    assert torch.equal(neurons(nld, "nld", "cls"), nld[:, 0, :])
+    assert neurons(nld, "nld").shape == (2, 5)
+    lnd = nld.permute(1, 0, 2).contiguous()  # (T, B, C)
+    assert torch.allclose(neurons(lnd, "lnd"), neurons(nld, "nld"))
+    assert torch.equal(neurons(lnd, "lnd", "max"), nld.amax(1))
+    with pytest.raises(ValueError, match="cls"):
+        neurons(conv, "nchw", "cls")
+
+
+def test_capture_records_real_activations(tiny_vit):
+    layer = resolve_layer(tiny_vit, "penultimate")
+    px = torch.rand(2, 3, 64, 64)
+    with capture(tiny_vit, layer) as acts:
+        tiny_vit.encode_images(px)
+    act = acts[layer.path]
+    assert act.shape == (2, 65, 512)
+    assert torch.all(neurons(act, "nld") > -0.2)  # post-GELU units: GELU's minimum is about -0.17
+
+
+def test_capture_removes_hooks_even_when_body_raises(tiny_rn):
+    before = _n_hooks(tiny_rn)
+    with pytest.raises(RuntimeError):
+        with capture(tiny_rn, ["penultimate", "block:1"]):
+            assert _n_hooks(tiny_rn) == before + 2
+            raise RuntimeError("boom")
+    assert _n_hooks(tiny_rn) == before
+
+
+def test_ablate_changes_output_and_restores_bit_for_bit(tiny_model):
+    px = torch.rand(2, 3, 64, 64)
+    base = tiny_model.encode_images(px)
+    layer = resolve_layer(tiny_model, "penultimate")
+    with ablate(tiny_model, layer, list(range(64)), 0.0):
+        changed = tiny_model.encode_images(px)
+        with capture(tiny_model, layer) as acts:
+            tiny_model.encode_images(px)
+    assert not torch.allclose(base, changed)
+    assert torch.all(neurons(acts[layer.path], layer.layout)[:, :64] == 0)
+    assert torch.equal(tiny_model.encode_images(px), base)
+
+
+def test_mean_ablation_sets_each_neuron_to_its_value(tiny_rn):
+    layer = resolve_layer(tiny_rn, "penultimate")
+    values = torch.tensor([1.5, -2.0])
+    with ablate(tiny_rn, layer, [7, 9], values):
+        with capture(tiny_rn, layer) as acts:
+            tiny_rn.encode_images(torch.rand(1, 3, 64, 64))
+    act = acts[layer.path]
+    assert torch.all(act[:, 7] == 1.5) and torch.all(act[:, 9] == -2.0)
+
+
+def test_list_layers_covers_all_layouts(tiny_vit, tiny_rn):
+    layouts = {l.layout for l in list_layers(tiny_vit)} | {l.layout for l in list_layers(tiny_rn)}
+    assert {"nchw", "nld", "nd"} <= layouts

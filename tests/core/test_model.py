@@ -1,0 +1,144 @@
+"""Model loading and the pixel-space convention."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clipaudit.errors import ClipauditError
+from clipaudit.model import load_model
+
+
+def _photo(seed: int, size=(97, 71)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_pixels_match_open_clip_preprocess(tiny_model):
+    """encode_images(to_pixels(img)) == open_clip preprocess + encode_image, to 1e-5."""
+    from open_clip.transform import image_transform
+
+    imgs = [_photo(0), _photo(1, (64, 200))]
+    ours = tiny_model.encode_images(tiny_model.to_pixels(imgs), normalize=False)
+    preprocess = image_transform(tiny_model.image_size, is_train=False, mean=tiny_model.mean, std=tiny_model.std)
+    with torch.no_grad():
+        theirs = tiny_model.model.encode_image(torch.stack([preprocess(i) for i in imgs]))
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_pixels_are_unnormalised_and_in_range(tiny_vit):
+    px = tiny_vit.to_pixels([_photo(3)])
+    assert px.shape == (1, 3, 64, 64)
+    assert 0.0 <= float(px.min()) and float(px.max()) <= 1.0
+
+
+def test_wrong_resolution_is_rejected(tiny_vit):
+    with pytest.raises(ValueError, match="64x64"):
+        tiny_vit.encode_images(torch.rand(1, 3, 32, 32))
+
+
+def test_classifier_averages_templates(tiny_vit):
+    head = tiny_vit.classifier(["apple", "pizza"], ["a photo of a {}.", "a drawing of a {}."])
+    t = tiny_vit.encode_texts(["a photo of a apple.", "a drawing of a apple."])
+    expected = torch.nn.functional.normalize(t.mean(0), dim=0)
+    assert torch.allclose(head.weights[0], expected, atol=1e-6)
+    px = torch.rand(3, 3, 64, 64)
+    logits = head(px)
+    manual = tiny_vit.logit_scale * tiny_vit.encode_images(px) @ head.weights.T
+    assert logits.shape == (3, 2) and torch.allclose(logits, manual, atol=1e-5)
+
+
+def test_classifier_rejects_bad_templates_and_duplicates(tiny_vit):
+    with pytest.raises(ValueError, match="placeholder"):
+        tiny_vit.classifier(["a"], ["no placeholder"])
+    with pytest.raises(ValueError, match="unique"):
+        tiny_vit.classifier(["a", "a"])
+
+
+def test_random_init_is_recorded(tiny_rn):
+    d = tiny_rn.describe()
+    assert d["random_init"] is True and d["pretrained"] == "none" and d["arch"] == "resnet"
+    assert len(d["weights_hash"]) == 16
+
+
+def test_weights_hash_changes_with_weights():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = load_model("toy-rn", pretrained="none", device="cpu")
+        b = load_model("toy-rn", pretrained="none", device="cpu")
+    assert a.weights_hash == b.weights_hash  # same seed, same init
+    with torch.no_grad():
+        next(b.model.parameters()).add_(1.0)
+    b._hash = None
+    assert a.weights_hash != b.weights_hash
+
+
+def test_local_checkpoints_round_trip(tmp_path, tiny_vit):
+    """An open_clip state dict saved by a test loads back into the same architecture."""
+    path = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in tiny_vit.model.state_dict().items()}}, path)
+    m = load_model("toy-vit", pretrained=str(path), device="cpu")
+    assert m.weights_hash == tiny_vit.weights_hash and m.pretrained == str(path)
+
+
+def test_wrong_architecture_checkpoint_is_one_clear_error(tmp_path, tiny_rn):
+    path = tmp_path / "rn.pt"
+    torch.save(tiny_rn.model.state_dict(), path)
+    with pytest.raises(ClipauditError, match="does not fit architecture toy-vit"):
+        load_model("toy-vit", pretrained=str(path), device="cpu")
+
+
+def test_corrupt_and_missing_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02garbage" * 10)
+    with pytest.raises(ClipauditError, match="cannot read checkpoint"):
+        load_model("toy-vit", pretrained=str(bad), device="cpu")
+    with pytest.raises(ClipauditError, match="does not exist"):
+        load_model("toy-vit", pretrained=str(tmp_path / "missing.pt"), device="cpu")
+
+
+def test_pickled_code_is_refused(tmp_path):
+    """weights_only=True: a checkpoint that needs arbitrary unpickling is rejected."""
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": Evil()}, path)
+    with pytest.raises(ClipauditError, match="cannot read checkpoint"):
+        load_model("toy-vit", pretrained=str(path), device="cpu")
+
+
+def test_unknown_names_and_tags_suggest():
+    with pytest.raises(ClipauditError, match="did you mean: .*ViT-B-32"):
+        load_model("ViT-B-33", pretrained="none")
+    with pytest.raises(ClipauditError, match="unknown pretrained tag 'opneai'.*openai"):
+        load_model("RN50", pretrained="opneai")
+    with pytest.raises(ClipauditError, match="needs --pretrained"):
+        load_model("RN50")
+    with pytest.raises(ClipauditError, match="unknown toy model"):
+        load_model("toy-xl")
+
+
+def test_openai_style_state_dict_from_path(tmp_path):
+    """A bare OpenAI-style state dict (architecture inferred from shapes) loads by path."""
+    import open_clip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = open_clip.create_model("RN50", pretrained=None).eval()
+    sd = ref.state_dict()
+    sd["input_resolution"] = torch.tensor(224)
+    sd["context_length"] = torch.tensor(77)
+    sd["vocab_size"] = torch.tensor(49408)
+    path = tmp_path / "rn50_openai.pt"
+    torch.save(sd, path)
+    m = load_model(str(path), device="cpu")
+    assert m.arch == "resnet" and m.image_size == 224
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        ref_emb = torch.nn.functional.normalize(ref.encode_image(m.normalize(x)), dim=-1)
+    assert torch.allclose(m.encode_images(x), ref_emb, atol=1e-4)
