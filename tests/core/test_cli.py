@@ -34,7 +34,7 @@ def test_layers_lists_aliases(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["layers", "--model", "toy-xl"], "unknown toy model"),
     (["layers", "--model", "ViT-B-32", "--pretrained", "/nonexistent/w.pt"], "does not exist"),
-    (["layers", "--model", "toy", "--device", "cuda:7"], "device"),
+    (["layers", "--model", "toy", "--pretrained", "none", "--device", "cuda:7"], "device"),
     (["toy", "train", "--steps", "0", "--out", "/tmp/x"], "steps must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
