@@ -1,0 +1,506 @@
+"""Measure how far a gradient attack moves a CLIP's zero-shot predictions, and check the
+attack was real.
+
+Why the sanity checks ride along with every run: a robust-looking number is most often a
+broken attack (masked gradients, fp16, a wrong normalisation, too few steps). Each run
+therefore also reports that eps = 0 changes nothing, that more steps are never weaker, that the
+attack beats uniform random noise of the same budget, that every image stays inside the eps ball
+and [0, 1], and (with a sweep) that robust accuracy does not rise with eps.
+
+Definitions (per image; "label" is the true class when the source has one in the class list,
+else the clean prediction):
+    clean_accuracy: clean prediction == true class (images with a known true class).
+    robust_accuracy: prediction on the adversarial image == true class (same images).
+    attack_success_rate: untargeted, share of images predicted as their label when clean that
+        no longer are; targeted, share of images whose label is not the target that are
+        predicted as the target.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from clipaudit.attacks.adversarial import (ATTACKS, MODES, NORMS, Objective, attack, check_eps,
+                                           perturbation_norms, random_noise)
+from clipaudit.data import ImageSource
+from clipaudit.errors import ClipauditError
+from clipaudit.model import AuditModel
+from clipaudit.result import Result
+from clipaudit.stats import grouped_rates_bootstrap, proportion_ci, ci_from_draws
+from clipaudit.zeroshot import iterate, read_templates, resolve_classes
+
+SECTION = "adversarial"
+NORM_TOLERANCE = 1e-6
+
+
+@dataclass
+class AdversarialConfig:
+    """One field per ``clipaudit adversarial`` flag.
+
+    Attributes:
+        target: class to push images toward (added to the class list when missing); None = untargeted.
+        attack: ``fgsm`` | ``pgd`` | ``apgd``.
+        eps: budget in pixel units (4/255 = 0.0157); Linf must be in [0, 1].
+        norm: ``linf`` | ``l2``.
+        steps: gradient steps per restart.
+        restarts: random restarts (PGD, APGD).
+        step_size: PGD step (default 2.5 eps / steps) or APGD's initial step (default 2 eps).
+        mode: ``classifier`` (cross-entropy on the zero-shot head) or ``embedding`` (cosine to
+            the target text, or away from the clean image embedding).
+        eps_sweep: budgets for the robust-accuracy-vs-eps curve (the main eps is always in it).
+        images: image source spec (``toy``, ``toy:N``, a folder or a CSV); read by the CLI.
+        n: images from the toy world when ``images`` is ``toy``.
+        classes: class-list file (default: toy object classes / class folders).
+        templates: prompt-template file (default: "a photo of a {}.").
+        batch_size: images attacked together.
+        early_stop: stop attacking an image once it is fooled (same results, less compute).
+        sanity_n: images used for the sanity checks.
+        examples: clean / perturbation / adversarial triplets drawn in the figure.
+        seed: seed of random starts, noise and bootstrap.
+    """
+
+    target: str | None = None
+    attack: str = "pgd"
+    eps: float = 4 / 255
+    norm: str = "linf"
+    steps: int = 10
+    restarts: int = 1
+    step_size: float | None = None
+    mode: str = "classifier"
+    eps_sweep: tuple[float, ...] = ()
+    images: str = "toy"
+    n: int = 64
+    classes: str | None = None
+    templates: str | None = None
+    batch_size: int = 32
+    early_stop: bool = True
+    sanity_n: int = 32
+    examples: int = 4
+    seed: int = 0
+
+    def validate(self, image_size: int | None = None) -> "AdversarialConfig":
+        """Raise :class:`ClipauditError` on the first bad field (before any work is done)."""
+        if self.attack not in ATTACKS:
+            raise ClipauditError(f"unknown --attack {self.attack!r}; valid: {', '.join(ATTACKS)}")
+        if self.norm not in NORMS:
+            raise ClipauditError(f"unknown --norm {self.norm!r}; valid: {', '.join(NORMS)}")
+        if self.mode not in MODES:
+            raise ClipauditError(f"unknown --mode {self.mode!r}; valid: {', '.join(MODES)}")
+        check_eps(float(self.eps), self.norm, image_size)
+        for e in self.eps_sweep:
+            check_eps(float(e), self.norm, image_size, flag="--eps-sweep value")
+        if int(self.steps) < 1:
+            raise ClipauditError(f"--steps must be >= 1, got {self.steps}; PGD-10 is a sensible minimum")
+        if int(self.restarts) < 1:
+            raise ClipauditError(f"--restarts must be >= 1, got {self.restarts}")
+        if self.step_size is not None and not float(self.step_size) > 0:
+            raise ClipauditError(f"--step-size must be > 0, got {self.step_size}; omit it for the default")
+        if int(self.batch_size) < 1:
+            raise ClipauditError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if int(self.sanity_n) < 1:
+            raise ClipauditError(f"--sanity-n must be >= 1, got {self.sanity_n}")
+        if self.target is not None and not str(self.target).strip():
+            raise ClipauditError("--target is empty; give a class name such as pizza, or omit it")
+        if self.mode == "embedding" and self.target is None and self.attack == "fgsm" and self.eps == 0:
+            pass  # allowed: a no-op run that still reports the sanity checks
+        return self
+
+    def record(self) -> dict:
+        d = asdict(self)
+        d["eps_sweep"] = list(self.eps_sweep)
+        return d
+
+
+# ----------------------------------------------------------------------- preparation
+
+def _check_target_addable(model: AuditModel, target: str, templates: list[str]) -> None:
+    """A target the text tower cannot read whole is not addable: its prompt would be cut."""
+    tokens = model.tokenizer([t.format(target) for t in templates])
+    if bool((tokens[:, -1] != 0).any()):
+        raise ClipauditError(f"--target {target!r} is too long for {model.name}'s text context "
+                             f"({tokens.shape[1]} tokens, prompt cut off); use a shorter class name")
+
+
+@dataclass
+class _Setup:
+    head: object
+    classes: list[str]
+    added: list[str]
+    target_index: int | None
+    target_embedding: torch.Tensor | None
+
+
+def prepare(model: AuditModel, source: ImageSource, config: AdversarialConfig) -> _Setup:
+    """Class list (target added when missing), zero-shot head and the target's text embedding."""
+    if model.precision != "fp32":
+        raise ClipauditError(f"attacks need fp32 gradients (fp16 and bf16 can mask them); got "
+                             f"--precision {model.precision}; rerun with --precision fp32")
+    config.validate(model.image_size)
+    templates = read_templates(config.templates)
+    target = str(config.target).strip() if config.target is not None else None
+    if target is not None:
+        _check_target_addable(model, target, templates)
+    classes, added = resolve_classes(model, config.classes, source, add=[target] if target else [])
+    head = model.classifier(classes, templates)
+    t_idx = classes.index(target) if target else None
+    t_emb = head.weights[t_idx].detach().clone() if target else None
+    return _Setup(head, classes, added, t_idx, t_emb)
+
+
+def _labels_for(meta: pd.DataFrame, classes: list[str]) -> list[str]:
+    """The true class of each image when the source has one in the class list, else ''."""
+    if "label" not in meta:
+        return [""] * len(meta)
+    known = set(classes)
+    return [str(l) if str(l) in known else "" for l in meta["label"]]
+
+
+def _objective(setup: _Setup, config: AdversarialConfig, labels: torch.Tensor,
+               clean_emb: torch.Tensor) -> Objective:
+    if config.mode == "classifier":
+        return Objective(setup.head, labels, setup.target_index, "classifier")
+    anchor = setup.target_embedding if setup.target_index is not None else clean_emb
+    return Objective(setup.head, labels, setup.target_index, "embedding", anchor)
+
+
+def _run_attack(setup: _Setup, config: AdversarialConfig, x: torch.Tensor, labels: torch.Tensor,
+                clean_emb: torch.Tensor, eps: float, seed: int, **override):
+    kw = dict(attack=config.attack, eps=eps, norm=config.norm, steps=config.steps, restarts=config.restarts,
+              step_size=config.step_size, seed=seed, early_stop=config.early_stop)
+    kw.update(override)
+    if kw["attack"] != config.attack and "step_size" not in override:
+        kw["step_size"] = None
+    return attack(_objective(setup, config, labels, clean_emb), x, n_classes=len(setup.classes), **kw)
+
+
+# ------------------------------------------------------------------------ one pass
+
+@dataclass
+class _Pass:
+    """Per-image outcomes of attacking the whole source at one eps."""
+
+    rows: list[dict] = field(default_factory=list)
+    examples: list[tuple] = field(default_factory=list)
+    sanity_x: list[torch.Tensor] = field(default_factory=list)
+    sanity_labels: list[torch.Tensor] = field(default_factory=list)
+    sanity_emb: list[torch.Tensor] = field(default_factory=list)
+    sanity_meta: list[str] = field(default_factory=list)
+    adv_kept: list[torch.Tensor] = field(default_factory=list)
+    worst_violation: float = 0.0
+    gradient_steps: int = 0
+
+
+def _attack_source(model: AuditModel, source: ImageSource, setup: _Setup, config: AdversarialConfig,
+                   eps: float, progress: Callable | None, keep: bool, transfer_head=None) -> _Pass:
+    """Attack every loadable image of ``source`` at ``eps``; one row per image."""
+    out = _Pass()
+    seed = config.seed
+    classes = setup.classes
+    for b_i, batch in enumerate(iterate(source, model, config.batch_size, progress)):
+        x = batch.pixels.float()
+        true = _labels_for(batch.meta, classes)
+        with torch.no_grad():
+            clean_emb = model.encode_images(x, normalize=True)
+            clean_logits = setup.head.logits_from_embeddings(clean_emb)
+        clean_pred = clean_logits.argmax(-1)
+        ref = torch.tensor([classes.index(t) if t else int(p) for t, p in zip(true, clean_pred.tolist())],
+                           device=x.device)
+        res = _run_attack(setup, config, x, ref, clean_emb, eps, seed + 7919 * b_i)
+        out.gradient_steps += res.gradient_steps
+        adv = res.adv
+        with torch.no_grad():
+            adv_logits = setup.head(adv)
+        adv_pred = adv_logits.argmax(-1)
+        linf, l2 = perturbation_norms(adv, x)
+        norm = linf if config.norm == "linf" else l2
+        lo, hi = float(adv.min()), float(adv.max())
+        out.worst_violation = max(out.worst_violation, float(norm.max()) - eps, -lo, hi - 1.0)
+        p_clean, p_adv = torch.softmax(clean_logits, -1).cpu(), torch.softmax(adv_logits, -1).cpu()
+        t_idx = setup.target_index
+        tr_pred = None
+        if transfer_head is not None:
+            with torch.no_grad():
+                tr_pred = transfer_head(adv.to(transfer_head.weights.device)).argmax(-1).cpu()
+                tr_clean = transfer_head(x.to(transfer_head.weights.device)).argmax(-1).cpu()
+        for i, img_id in enumerate(batch.ids):
+            known = bool(true[i])
+            label = int(ref[i])
+            pc, pa = int(clean_pred[i]), int(adv_pred[i])
+            if t_idx is not None:
+                excluded = label == t_idx
+                success = (pa == t_idx) if not excluded else None
+            else:
+                excluded = pc != label
+                success = (pa != label) if not excluded else None
+            row = {"id": img_id, "true_class": true[i], "pred_clean": classes[pc], "pred_adv": classes[pa],
+                   "correct_clean": (pc == label) if known else None,
+                   "correct_adv": (pa == label) if known else None,
+                   "success": success, "excluded": excluded, "norm": float(norm[i]), "eps": eps,
+                   "linf": float(linf[i]), "l2": float(l2[i]), "label_source": "true" if known else "clean_pred",
+                   "p_label_clean": float(p_clean[i, label]), "p_label_adv": float(p_adv[i, label]),
+                   "p_pred_adv": float(p_adv[i, pa])}
+            if t_idx is not None:
+                row["p_target_clean"] = float(p_clean[i, t_idx])
+                row["p_target_adv"] = float(p_adv[i, t_idx])
+            if tr_pred is not None:
+                row["pred_transfer_clean"] = classes[int(tr_clean[i])]
+                row["pred_transfer_adv"] = classes[int(tr_pred[i])]
+                row["correct_transfer_adv"] = (int(tr_pred[i]) == label) if known else None
+                row["correct_transfer_clean"] = (int(tr_clean[i]) == label) if known else None
+            out.rows.append(row)
+        if keep:
+            n_have = sum(len(s) for s in out.sanity_x)
+            if n_have < config.sanity_n:
+                k = config.sanity_n - n_have
+                out.sanity_x.append(x[:k].cpu())
+                out.sanity_labels.append(ref[:k].cpu())
+                out.sanity_emb.append(clean_emb[:k].cpu())
+            if len(out.examples) < config.examples:
+                batch_rows = out.rows[-len(x):]
+                order = sorted(range(len(x)), key=lambda i: batch_rows[i]["success"] is not True)
+                for i in order[:config.examples - len(out.examples)]:
+                    out.examples.append((batch.ids[i], x[i].cpu(), adv[i].cpu(), p_clean[i].numpy(),
+                                         p_adv[i].numpy(), true[i] or classes[int(ref[i])]))
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+def _rate(values: pd.Series) -> tuple[float, int, int]:
+    v = values.dropna().astype(bool)
+    return (float(v.mean()) if len(v) else float("nan"), int(v.sum()), len(v))
+
+
+def _ci(k: int, n: int, seed: int) -> list[float]:
+    lo, hi = proportion_ci(k, n, seed=seed)
+    return [lo, hi]
+
+
+def curve_row(images: pd.DataFrame, eps: float, seed: int) -> dict:
+    clean, _, _ = _rate(images["correct_clean"])
+    robust, k, n = _rate(images["correct_adv"])
+    asr, _, _ = _rate(images["success"])
+    lo, hi = _ci(k, n, seed)
+    return {"eps": eps, "n": len(images), "clean_accuracy": clean, "robust_accuracy": robust, "ci_low": lo,
+            "ci_high": hi, "attack_success_rate": asr, "mean_norm": float(images["norm"].mean()),
+            "max_norm": float(images["norm"].max())}
+
+
+def by_class_table(images: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Clean and robust accuracy per true class, with stratified bootstrap CIs of the robust rate."""
+    known = images[images["true_class"] != ""]
+    cols = ["class", "n", "clean_accuracy", "robust_accuracy", "ci_low", "ci_high", "attack_success_rate",
+            "mean_norm"]
+    if known.empty:
+        return pd.DataFrame(columns=cols)
+    g = known.groupby("true_class", sort=True)
+    n = g.size()
+    clean = g["correct_clean"].apply(lambda s: s.astype(bool).mean())
+    robust_k = g["correct_adv"].apply(lambda s: s.astype(bool).sum())
+    asr = g["success"].apply(lambda s: s.dropna().astype(bool).mean() if s.notna().any() else float("nan"))
+    draws = grouped_rates_bootstrap(robust_k.to_numpy(), n.to_numpy(), seed=seed)
+    lo, hi = ci_from_draws(draws)
+    return pd.DataFrame({"class": n.index, "n": n.to_numpy(), "clean_accuracy": clean.to_numpy(),
+                         "robust_accuracy": (robust_k / n).to_numpy(), "ci_low": lo, "ci_high": hi,
+                         "attack_success_rate": asr.to_numpy(),
+                         "mean_norm": g["norm"].mean().to_numpy()}, columns=cols)
+
+
+# --------------------------------------------------------------------------- sanity
+
+def _successes(res, labels: torch.Tensor, target: int | None, eligible: torch.Tensor) -> int:
+    pred = res.logits.argmax(-1).cpu() if hasattr(res, "logits") else res
+    hit = (pred == target) if target is not None else (pred != labels)
+    return int((hit & eligible).sum())
+
+
+def sanity_checks(model: AuditModel, setup: _Setup, config: AdversarialConfig, x: torch.Tensor,
+                  labels: torch.Tensor, clean_emb: torch.Tensor, worst_violation: float,
+                  curve: pd.DataFrame | None) -> pd.DataFrame:
+    """The checks that catch a fake robustness number, on ``x`` (n, 3, S, S) (a subset).
+
+    Returns a table: check, passed, detail.
+    """
+    dev = model.device
+    x, labels, clean_emb = x.to(dev), labels.to(dev), clean_emb.to(dev)
+    t = setup.target_index
+    with torch.no_grad():
+        clean_pred = setup.head(x).argmax(-1)
+    eligible = (labels != t) if t is not None else (clean_pred == labels)
+    eligible = eligible.cpu()
+    n_el = int(eligible.sum())
+    labels_cpu = labels.cpu()
+    rows = []
+
+    zero = _run_attack(setup, config, x, labels, clean_emb, 0.0, config.seed + 1)
+    with torch.no_grad():
+        zero_pred = setup.head(zero.adv).argmax(-1)
+    moved = float((zero.adv - x).abs().max())
+    changed = int((zero_pred != clean_pred).sum())
+    rows.append({"check": "eps_zero_unchanged", "passed": moved == 0.0 and changed == 0,
+                 "detail": f"max |delta| = {moved:.3g}, {changed}/{len(x)} predictions changed at eps = 0"})
+
+    eps = float(config.eps)
+    base = _run_attack(setup, config, x, labels, clean_emb, eps, config.seed + 2)
+    k_base = _successes(base, labels_cpu, t, eligible)
+    if config.attack == "fgsm":
+        more = _run_attack(setup, config, x, labels, clean_emb, eps, config.seed + 2, attack="pgd", steps=10,
+                           restarts=1)
+        what = "PGD-10"
+    else:
+        more = _run_attack(setup, config, x, labels, clean_emb, eps, config.seed + 2, steps=2 * config.steps)
+        what = f"{config.attack.upper()}-{2 * config.steps}"
+    k_more = _successes(more, labels_cpu, t, eligible)
+    rows.append({"check": "more_steps_not_weaker", "passed": k_more >= k_base - 1,
+                 "detail": f"{what} fooled {k_more}/{n_el}, {config.attack.upper()}-{config.steps} fooled "
+                           f"{k_base}/{n_el} (one image of slack)"})
+
+    gen = torch.Generator(device=x.device).manual_seed(config.seed + 3)
+    noisy = random_noise(x, eps, config.norm, gen)
+    with torch.no_grad():
+        noise_pred = setup.head(noisy).argmax(-1).cpu()
+    k_noise = _successes(noise_pred, labels_cpu, t, eligible)
+    if n_el == 0 or eps == 0:
+        ok, why = True, "not applicable (no eligible image)" if n_el == 0 else "not applicable (eps = 0)"
+    else:
+        ok, why = (k_base > k_noise or k_base == n_el), ""
+    rows.append({"check": "beats_random_noise", "passed": ok,
+                 "detail": f"attack fooled {k_base}/{n_el}, uniform noise of the same eps {k_noise}/{n_el}"
+                           + (f"; {why}" if why else "")})
+
+    rows.append({"check": "within_eps_and_pixel_range", "passed": worst_violation <= NORM_TOLERANCE,
+                 "detail": f"worst excess over eps or [0, 1]: {max(worst_violation, 0.0):.3g} "
+                           f"(tolerance {NORM_TOLERANCE:g})"})
+
+    if curve is not None and len(curve) > 1:
+        c = curve.sort_values("eps")
+        rob = c["robust_accuracy"].to_numpy()
+        n = max(int(c["n"].max()), 1)
+        worst_rise = float(np.nanmax(np.diff(rob))) if len(rob) > 1 and not np.all(np.isnan(rob)) else 0.0
+        ok = not (worst_rise > 1.0 / n + 1e-12)
+        rows.append({"check": "robust_accuracy_falls_with_eps", "passed": ok,
+                     "detail": f"largest rise of robust accuracy between neighbouring eps: "
+                               f"{max(worst_rise, 0.0):.3f} (one image of slack = {1.0 / n:.3f})"})
+    return pd.DataFrame(rows, columns=["check", "passed", "detail"])
+
+
+# --------------------------------------------------------------------------- figure
+
+def examples_figure(examples: list[tuple], classes: list[str], target: str | None):
+    """Rows of (clean + top-5, perturbation amplified, adversarial + top-5)."""
+    from clipaudit.figures import image_prob_grid, to_uint8_image
+
+    rows = []
+    for img_id, x, adv, p_clean, p_adv, label in examples:
+        delta = adv - x
+        scale = float(delta.abs().max())
+        amp = 0.5 + delta / (2 * scale) if scale > 0 else torch.full_like(delta, 0.5)
+        rows.append([(f"{img_id}: clean ({label})", to_uint8_image(x), p_clean),
+                     (f"perturbation x{0.5 / scale:.0f}" if scale > 0 else "no perturbation",
+                      to_uint8_image(amp), None),
+                     (f"adversarial -> {classes[int(np.argmax(p_adv))]}", to_uint8_image(adv), p_adv)])
+    highlight = [target] if target else []
+    return image_prob_grid(rows, classes, k=5, highlight=highlight)
+
+
+# ----------------------------------------------------------------------------- audit
+
+def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run=None,
+          progress: Callable | None = None, transfer_model: AuditModel | None = None) -> Result:
+    """Attack every image of ``source`` and measure clean vs robust zero-shot accuracy.
+
+    Args:
+        model: the CLIP to attack (fp32).
+        source: images; a ``label`` column in the class list gives the true class.
+        config: :class:`AdversarialConfig`.
+        run: a :class:`~clipaudit.runs.RunFolder`; each table is written as soon as its stage ends.
+        progress: wraps the batch iterator (a progress bar).
+        transfer_model: a second CLIP (same image size) that also classifies the adversarial
+            images, measuring transfer.
+
+    Returns:
+        :class:`~clipaudit.result.Result` with tables ``adversarial_images``,
+        ``adversarial_curve``, ``adversarial_by_class``, ``adversarial_sanity``, the image
+        ``adversarial_examples`` and the summary section ``adversarial``.
+
+    Raises:
+        ClipauditError: bad config, target not addable, non-fp32 model, no loadable image.
+    """
+    setup = prepare(model, source, config)
+    transfer_head = None
+    if transfer_model is not None:
+        if transfer_model.image_size != model.image_size:
+            raise ClipauditError(f"transfer model {transfer_model.name} takes {transfer_model.image_size}px "
+                                 f"images but {model.name} takes {model.image_size}px; pick models of one size")
+        transfer_head = transfer_model.classifier(setup.classes, setup.head.templates)
+    result = Result(SECTION)
+    eps = float(config.eps)
+
+    def save_table(name: str, df: pd.DataFrame) -> None:
+        result.tables[name] = df
+        if run is not None:
+            run.write_table(name, df)
+
+    main = _attack_source(model, source, setup, config, eps, progress, keep=True, transfer_head=transfer_head)
+    if run is not None and source.skipped:
+        run.write_table("skipped", source.skipped_table())
+    if not main.rows:
+        first = source.skipped[0][1] if source.skipped else "no images"
+        raise ClipauditError(f"no image could be loaded ({len(source.skipped)} skipped; first: {first}); "
+                             "check --images")
+    images = pd.DataFrame(main.rows)
+    save_table("adversarial_images", images)
+
+    curve_rows = {eps: curve_row(images, eps, config.seed)}
+    save_table("adversarial_by_class", by_class_table(images, config.seed))
+    for e in sorted({float(v) for v in config.eps_sweep} - {eps}):
+        sweep = _attack_source(model, source, setup, config, e, progress, keep=False)
+        curve_rows[e] = curve_row(pd.DataFrame(sweep.rows), e, config.seed)
+        main.worst_violation = max(main.worst_violation, sweep.worst_violation)
+        save_table("adversarial_curve", pd.DataFrame([curve_rows[k] for k in sorted(curve_rows)]))
+    curve = pd.DataFrame([curve_rows[k] for k in sorted(curve_rows)])
+    save_table("adversarial_curve", curve)
+
+    sanity = sanity_checks(model, setup, config, torch.cat(main.sanity_x), torch.cat(main.sanity_labels),
+                           torch.cat(main.sanity_emb), main.worst_violation, curve)
+    save_table("adversarial_sanity", sanity)
+
+    if main.examples:
+        result.images["adversarial_examples"] = examples_figure(main.examples, setup.classes, setup.classes[
+            setup.target_index] if setup.target_index is not None else None)
+        if run is not None:
+            run.write_png("adversarial_examples", result.images["adversarial_examples"])
+
+    head = curve_rows[eps]
+    _, k_rob, n_rob = _rate(images["correct_adv"])
+    _, k_suc, n_suc = _rate(images["success"])
+    summary = {
+        "attack": config.attack, "norm": config.norm, "eps": eps, "steps": int(config.steps),
+        "restarts": int(config.restarts), "step_size": config.step_size, "mode": config.mode,
+        "target": setup.classes[setup.target_index] if setup.target_index is not None else None,
+        "target_added": bool(setup.added), "n_images": len(images), "n_skipped": len(source.skipped),
+        "n_classes": len(setup.classes),
+        "clean_accuracy": head["clean_accuracy"], "robust_accuracy": head["robust_accuracy"],
+        "robust_accuracy_ci": _ci(k_rob, n_rob, config.seed),
+        "attack_success_rate": head["attack_success_rate"], "attack_success_ci": _ci(k_suc, n_suc, config.seed),
+        "n_attack_eligible": n_suc,
+        "mean_norm": float(images["norm"].mean()), "max_norm": float(images["norm"].max()),
+        "sanity_passed": bool(sanity["passed"].all()),
+        "sanity_failed": sanity.loc[~sanity["passed"].astype(bool), "check"].tolist(),
+        "gradient_steps_per_image": main.gradient_steps / max(len(images), 1),
+        "eps_sweep": [float(e) for e in sorted(curve_rows)],
+        "labels_known": bool((images["true_class"] != "").any()),
+    }
+    if transfer_model is not None:
+        summary["transfer_model"] = transfer_model.name
+        summary["transfer_clean_accuracy"] = _rate(images["correct_transfer_clean"])[0]
+        summary["transfer_robust_accuracy"] = _rate(images["correct_transfer_adv"])[0]
+    result.summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+    if run is not None:
+        run.update_summary(result.summary, section=SECTION)
+    return result

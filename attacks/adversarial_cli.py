@@ -1,0 +1,133 @@
+"""``clipaudit adversarial``: flags -> :class:`AdversarialConfig` -> :func:`audit` -> run folder."""
+from __future__ import annotations
+
+import argparse
+
+from clipaudit.errors import ClipauditError
+
+EXAMPLE = ("clipaudit adversarial --model toy --attack pgd --eps 8/255 --steps 10 --target pizza "
+           "--eps-sweep 0,1/255,2/255,4/255,8/255")
+
+
+def _eps_list(text: str | None) -> tuple[float, ...]:
+    from clipaudit.attacks.adversarial import parse_eps
+    from clipaudit.cli import parse_list
+
+    return tuple(parse_eps(t, "--eps-sweep value") for t in parse_list(text))
+
+
+def config_from_args(args: argparse.Namespace):
+    """Build (and validate the model-free parts of) the config from parsed flags."""
+    from clipaudit.attacks.adversarial import parse_eps
+    from clipaudit.attacks.adversarial_audit import AdversarialConfig
+
+    step = None if args.step_size is None else parse_eps(args.step_size, "--step-size")
+    cfg = AdversarialConfig(target=args.target, attack=args.attack, eps=parse_eps(args.eps), norm=args.norm,
+                            steps=args.steps, restarts=args.restarts, step_size=step, mode=args.mode,
+                            eps_sweep=_eps_list(args.eps_sweep), images=args.images, n=args.n,
+                            classes=args.classes, templates=args.templates, batch_size=args.batch_size,
+                            early_stop=not args.no_early_stop, sanity_n=args.sanity_n, examples=args.examples,
+                            seed=args.seed)
+    if args.n < 1:
+        raise ClipauditError(f"--n must be >= 1, got {args.n}")
+    return cfg.validate()
+
+
+def _fmt_eps(eps: float) -> str:
+    k = eps * 255
+    return f"{eps:.4g} (= {k:.3g}/255)" if abs(k - round(k)) < 1e-6 and eps > 0 else f"{eps:.4g}"
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from clipaudit.attacks.adversarial_audit import SECTION, audit
+    from clipaudit.cli import model_from_args, progress
+    from clipaudit.data import open_source, toy_source
+    from clipaudit.runs import RunFolder
+
+    cfg = config_from_args(args)  # bad flags fail before the model loads
+    model = model_from_args(args)
+    cfg.validate(model.image_size)
+    source = open_source(cfg.images, n=cfg.n, seed=1234 + cfg.seed)
+    if source.description.startswith("toy"):  # clean object scenes: the true class is the label
+        source = toy_source(len(source), seed=1234 + cfg.seed, kind="object", text=False)
+    transfer = None
+    if args.transfer_to:
+        import warnings
+
+        from clipaudit.model import load_model
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            transfer = load_model(args.transfer_to, args.transfer_pretrained, args.device, "fp32")
+    run = RunFolder.create("adversarial", args.out, model=model, seed=cfg.seed, config=cfg.record())
+    with run:
+        result = audit(model, source, cfg, run=run, progress=progress, transfer_model=transfer)
+    s = result.summary
+    if s.get("target_added"):
+        print(f"note: target {s['target']!r} was not in the class list; it was added ({s['n_classes']} classes)")
+    if source.skipped:
+        print(f"note: {len(source.skipped)} image(s) could not be loaded; listed in {run.path / 'skipped.csv'}")
+    steps = "1 step" if cfg.attack == "fgsm" else f"{cfg.steps} steps x {cfg.restarts} restart(s)"
+    print(f"{cfg.attack.upper()} {cfg.norm} eps {_fmt_eps(cfg.eps)}, {steps}, mode {cfg.mode}, "
+          f"target {s['target'] or '(untargeted)'}, {s['n_images']} images, {s['n_classes']} classes")
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    def ci(v):
+        return "" if not v or v[0] is None else f" [{v[0]:.3f}, {v[1]:.3f}]"
+
+    print(f"clean accuracy {pct(s['clean_accuracy'])}   robust accuracy {pct(s['robust_accuracy'])}"
+          f"{ci(s['robust_accuracy_ci'])}   attack success {pct(s['attack_success_rate'])}"
+          f"{ci(s['attack_success_ci'])}")
+    print(f"perturbation {cfg.norm} norm: mean {s['mean_norm']:.4g}, max {s['max_norm']:.4g}")
+    if "transfer_robust_accuracy" in s:
+        print(f"transfer to {s['transfer_model']}: clean accuracy {pct(s['transfer_clean_accuracy'])}, "
+              f"on these adversarial images {pct(s['transfer_robust_accuracy'])}")
+    curve = result.tables["adversarial_curve"]
+    if len(curve) > 1:
+        print("robust accuracy vs eps: " + ", ".join(f"{e * 255:.3g}/255: {pct(r)}" for e, r in
+                                                    zip(curve["eps"], curve["robust_accuracy"])))
+    sanity = result.tables["adversarial_sanity"]
+    print("sanity: " + "; ".join(f"{r.check} {'ok' if r.passed else 'FAILED'}" for r in sanity.itertuples()))
+    for r in sanity.itertuples():
+        if not r.passed:
+            print(f"  FAILED {r.check}: {r.detail}")
+    print(f"written to {run.path} (summary section '{SECTION}')")
+    return 0
+
+
+def register(sub) -> None:
+    from clipaudit.cli import add_command
+
+    p = add_command(sub, "adversarial",
+                    "Gradient attacks (FGSM, PGD, APGD; Linf or L2) on zero-shot CLIP or on image-text "
+                    "similarity: clean vs robust accuracy, success rates, eps curve and sanity checks.",
+                    EXAMPLE, _cmd)
+    p.add_argument("--target", default=None, help="class to push images toward (added when missing); "
+                                                  "omit for an untargeted attack")
+    p.add_argument("--attack", default="pgd", choices=["fgsm", "pgd", "apgd"], help="attack")
+    p.add_argument("--eps", default="4/255", help="budget in pixel units: 4/255 or 0.0157")
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="perturbation norm")
+    p.add_argument("--steps", type=int, default=10, help="gradient steps per restart")
+    p.add_argument("--restarts", type=int, default=1, help="random restarts (PGD, APGD)")
+    p.add_argument("--step-size", default=None,
+                   help="PGD step (default 2.5*eps/steps) or APGD first step (default 2*eps); 1/255 or 0.004")
+    p.add_argument("--mode", default="classifier", choices=["classifier", "embedding"],
+                   help="classifier: cross-entropy on the zero-shot head; embedding: cosine to the target "
+                        "text (or away from the clean image)")
+    p.add_argument("--eps-sweep", default=None, help="budgets for the robust-accuracy curve, e.g. "
+                                                     "0,1/255,2/255,4/255,8/255")
+    p.add_argument("--images", default="toy", help="toy, toy:N, a folder of images, or a CSV")
+    p.add_argument("--n", type=int, default=64, help="toy-world images when --images toy")
+    p.add_argument("--classes", default=None, help="class list file, one per line (default: toy classes / "
+                                                   "class folders)")
+    p.add_argument("--templates", default=None, help="prompt templates file with {} (default: 'a photo of a {}.')")
+    p.add_argument("--batch-size", type=int, default=32, help="images attacked together")
+    p.add_argument("--no-early-stop", action="store_true",
+                   help="keep attacking images already fooled (same results, more compute)")
+    p.add_argument("--sanity-n", type=int, default=32, help="images used by the sanity checks")
+    p.add_argument("--examples", type=int, default=4, help="triplets drawn in adversarial_examples.png")
+    p.add_argument("--transfer-to", default=None, help="a second model that also classifies the adversarial "
+                                                       "images (transfer), e.g. toy-rn")
+    p.add_argument("--transfer-pretrained", default=None, help="weights for --transfer-to")
