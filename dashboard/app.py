@@ -7,10 +7,12 @@ folders only; it never loads a model.
 """
 from __future__ import annotations
 
-import traceback
+import sys
 from pathlib import Path
 
-from dash import Dash, Input, Output, dcc, html
+from urllib.parse import parse_qs
+
+from dash import Dash, Input, Output, dcc, html, no_update
 
 from . import ids, page_adversarial, page_bias, page_compare, page_neurons, page_overview, page_typographic
 from .components import message
@@ -35,8 +37,9 @@ def _options(store: RunStore) -> list[dict]:
 
 
 def _default_runs(store: RunStore) -> tuple[str | None, str | None]:
-    names = store.names()
-    return (names[0] if names else None), None
+    runs = store.runs()
+    done = [v for v in runs if v.manifest.get("status") == "complete"] or runs
+    return (store.run_name(done[0]) if done else None), None
 
 
 def render_page(store: RunStore, pathname: str | None, run_a: str | None, run_b: str | None):
@@ -50,7 +53,7 @@ def render_page(store: RunStore, pathname: str | None, run_a: str | None, run_b:
         return page.layout(store, a, b)
     except Exception as err:  # a half-written or hand-edited run must not blank the page
         detail = " ".join(str(err).split())[:300]
-        traceback.print_exc()
+        print(f"dashboard: {page.PATH} for run {run_a}: {type(err).__name__}: {detail}", file=sys.stderr)
         return message(f"Could not show {page.TITLE} for run {run_a}: {type(err).__name__}: {detail}. "
                        "The run may be half-written or not follow docs/run-folders.md.", "error")
 
@@ -89,6 +92,15 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
                   Input(ids.RUN_B, "value"))
     def _route(pathname, run_a, run_b):
         return render_page(store, pathname, run_a, run_b)
+
+    @app.callback(Output(ids.RUN_A, "value"), Output(ids.RUN_B, "value"), Input(ids.URL, "search"))
+    def _runs_from_url(search):
+        """``?a=RUN&b=RUN`` chooses the runs, so a view can be shared as a link."""
+        query = parse_qs((search or "").lstrip("?"))
+        names = set(store.names())
+        a = query.get("a", [None])[0]
+        b = query.get("b", [None])[0]
+        return (a if a in names else no_update), (b if b in names else no_update)
 
     for page in PAGES:
         if hasattr(page, "register_callbacks"):

@@ -167,5 +167,20 @@ def image(store, view: RunView, rel: str | None, alt: str, cls: str = "run-image
     return html.Img(src=url, alt=alt, title=alt, className=cls)
 
 
+def guard(title: str, build: Callable[[], Any]) -> Any:
+    """``build()``, or a note naming the section when its table lacks what it needs.
+
+    Why: one half-written or hand-edited table should cost one section, not the whole page.
+    """
+    try:
+        return build()
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        what = f"missing column {err.args[0]!r}" if isinstance(err, KeyError) and err.args else \
+            f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+        return html.Section([html.H3(title), message(f"Could not show this section ({what}); the table may be "
+                                                     "half-written or not follow docs/run-folders.md.", "error")],
+                            className="section")
+
+
 def section(title: str, *children: Any) -> html.Section:
     return html.Section([html.H3(title), *children], className="section")

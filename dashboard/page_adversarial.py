@@ -5,7 +5,7 @@ from dash import html
 
 from clipaudit.runs import RunView
 
-from .components import ci_line, image, kpis, message, missing_audit, modelcard_panel, run_banner, section, table
+from .components import guard, ci_line, image, kpis, message, missing_audit, modelcard_panel, run_banner, section, table
 from .data import RunStore, fmt_rate
 
 PATH = "/adversarial"
@@ -30,9 +30,10 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
     return html.Div([html.Div([
         run_banner(a), *warn,
         kpis(a, AUDIT, KPIS),
-        section("Robust accuracy vs eps", ci_line(curve, "eps", "robust_accuracy", extra=[("clean_accuracy", "clean")],
-                                                  title="Zero-shot accuracy under attack (95% CI)"),
-                table(curve, formats=rates, table_id="adversarial-curve")) if curve is not None else None,
+        guard("Robust accuracy vs eps", lambda: section(
+            "Robust accuracy vs eps", ci_line(curve, "eps", "robust_accuracy", extra=[("clean_accuracy", "clean")],
+                                              title="Zero-shot accuracy under attack (95% CI)"),
+            table(curve, formats=rates, table_id="adversarial-curve"))) if curve is not None else None,
         section("Examples (clean / perturbation / adversarial)",
                 image(store, a, "images/adversarial_examples.png", "adversarial examples", "wide-img")),
         section("Sanity checks", table(sanity, table_id="adversarial-sanity")) if sanity is not None else None,

@@ -5,7 +5,7 @@ from dash import html
 
 from clipaudit.runs import RunView
 
-from .components import kpis, message, missing_audit, modelcard_panel, rate_bars, run_banner, section, table
+from .components import guard, kpis, message, missing_audit, modelcard_panel, rate_bars, run_banner, section, table
 from .data import RunStore, fmt_num, fmt_rate
 
 PATH = "/bias"
@@ -44,10 +44,11 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
         kpis(a, AUDIT, KPIS),
         html.Div([html.Strong("flagged (adjusted p < 0.05): "),
                   html.Span(", ".join(str(f) for f in flagged) or "none", id="bias-flagged")], className="flagged"),
-        section("Harmful-label rate by group", rate_bars(den, "group", "rate", color="attribute",
-                                                         title="Non-human or crime label rate (95% CI)"),
-                table(den, ["attribute", "group", "n", "n_harmful", "rate", "ci_low", "ci_high", "p", "p_holm",
-                            "p_bh", "mdd"], formats={**rates, **pfmt}, table_id="bias-denigration"))
+        guard("Harmful-label rate by group", lambda: section(
+            "Harmful-label rate by group", rate_bars(den, "group", "rate", color="attribute",
+                                                     title="Non-human or crime label rate (95% CI)"),
+            table(den, ["attribute", "group", "n", "n_harmful", "rate", "ci_low", "ci_high", "p", "p_holm",
+                        "p_bh", "mdd"], formats={**rates, **pfmt}, table_id="bias-denigration")))
         if den is not None else None,
         section("Intersectional groups", table(inter, formats={**rates, **pfmt})) if inter is not None else None,
         section("Label-set sensitivity (class design changes the result)",

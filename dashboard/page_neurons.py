@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from clipaudit.runs import RunView
 
 from . import ids
-from .components import image, kpis, message, missing_audit, modelcard_panel, run_banner, section, table
+from .components import guard, image, kpis, message, missing_audit, modelcard_panel, run_banner, section, table
 from .data import RunStore, fmt_num
 
 PATH = "/neurons"

@@ -6,7 +6,7 @@ from dash import html
 
 from clipaudit.runs import RunView
 
-from .components import (ci_line, image, kpis, message, missing_audit, modelcard_panel, rate_bars, run_banner,
+from .components import (guard, ci_line, image, kpis, message, missing_audit, modelcard_panel, rate_bars, run_banner,
                          section, table)
 from .data import RunStore, fmt_num, fmt_rate
 
@@ -46,11 +46,12 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
     return html.Div([html.Div([
         run_banner(a), *added,
         kpis(a, AUDIT, KPIS),
-        section("By true class", rate_bars(by_class, "class", "attack_success_rate",
-                                           title="Attack success by true class (95% CI)"),
-                table(by_class, formats=rate_fmt, table_id="typographic-by-class")) if by_class is not None else None,
-        section("Dose-response sweep", sweep_chart(sweep), table(sweep, formats=rate_fmt))
-        if sweep is not None else None,
+        guard("By true class", lambda: section(
+            "By true class", rate_bars(by_class, "class", "attack_success_rate",
+                                       title="Attack success by true class (95% CI)"),
+            table(by_class, formats=rate_fmt, table_id="typographic-by-class"))) if by_class is not None else None,
+        guard("Dose-response sweep", lambda: section("Dose-response sweep", sweep_chart(sweep),
+                                                     table(sweep, formats=rate_fmt))) if sweep is not None else None,
         section("Before / after examples", image(store, a, "images/typographic_examples.png", "typographic examples",
                                                   "wide-img")),
         section("Word search ranking", table(words, ["rank", "word", "source_class", "n", "mean_target_gain",
