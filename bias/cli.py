@@ -51,6 +51,7 @@ def _cmd_bias(args: argparse.Namespace) -> int:
                              "'clipaudit bias report RUN_DIR --format html'")
     from clipaudit.bias.audit import BiasConfig, audit, config_dict
     from clipaudit.bias.datasets import open_dataset
+    from clipaudit.bias.labelsets import load_label_set
     from clipaudit.cli import model_from_args, parse_list, progress
     from clipaudit.runs import RunFolder
 
@@ -60,6 +61,7 @@ def _cmd_bias(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, alpha=args.alpha, seed=args.seed)
     cfg.validate()
     source = open_dataset(cfg.dataset, cfg.layout, cfg.attributes, n=cfg.n, seed=cfg.seed + 1234)
+    load_label_set("toy" if source.layout == "toy" else "fairface", cfg.labels, cfg.prompts)  # fail before the model loads
     model = model_from_args(args)
     run = RunFolder.create("bias", args.out, model=model, seed=args.seed, config=config_dict(cfg))
     with run:

@@ -91,8 +91,8 @@ def fairface_source(spec: Path | str) -> ImageSource:
     for _, row in items.iterrows():
         bad = next(((col, row[col]) for col, vals in valid.items() if row[col] not in vals), None)
         if bad:
-            skipped.append((str(row["id"]), f"unknown {bad[0]} value {bad[1]!r}"
-                            f"{suggest(str(bad[1]), valid[bad[0]])}"))
+            skipped.append((str(row["id"]), f"unknown {bad[0]} value {bad[1]!r} "
+                            f"(valid: {', '.join(valid[bad[0]])})"))
         keep.append(bad is None)
     items = items[keep].reset_index(drop=True)
     if items.empty:

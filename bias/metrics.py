@@ -85,6 +85,6 @@ def weat_effect_size(s_x: Sequence[float], s_y: Sequence[float]) -> float:
     if len(s_x) == 0 or len(s_y) == 0 or len(pooled) < 2:
         return float("nan")
     sd = pooled.std(ddof=1)
-    if sd == 0:
+    if sd <= 1e-12 * max(1.0, float(np.abs(pooled).max())):
         return float("nan")
     return float((s_x.mean() - s_y.mean()) / sd)

@@ -69,8 +69,9 @@ def _group_rows(attribute: str, labels: pd.Series, harmful: np.ndarray, n_bootst
             ratio_draws = np.where(rest_draws > 0, draws[:, j] / rest_draws, np.inf)
             rate_rest = k_rest / n_rest
             ratio = succ[j] / tot[j] / rate_rest if rate_rest > 0 else (float("nan") if succ[j] == 0 else np.inf)
-        r_lo, r_hi = np.quantile(ratio_draws, [alpha / 2, 1 - alpha / 2]) if np.isfinite(ratio_draws).any() \
-            else (np.nan, np.nan)
+            r_lo, r_hi = stats.ci_from_draws(ratio_draws, alpha=alpha)  # inf - inf interpolation -> nan
+        r_lo = float(np.inf if np.isnan(r_lo) and np.isinf(ratio_draws).any() else r_lo)
+        r_hi = float(np.inf if np.isnan(r_hi) and np.isinf(ratio_draws).any() else r_hi)
         rows.append({"attribute": attribute, "group": g, "n": int(tot[j]), "n_harmful": int(succ[j]),
                      "rate": succ[j] / tot[j], "ci_low": float(lo[j]), "ci_high": float(hi[j]), "p": p,
                      "mdd": stats.minimum_detectable_difference(int(tot[j]), base_rate, alpha=alpha, n_ref=n_rest),

@@ -1,0 +1,90 @@
+"""Denigration statistics on planted synthetic outcomes (no model): a planted group is found,
+a control attribute is not flagged over 20 resamplings, and retrieval skew finds a planted skew."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clipaudit.bias import probes
+
+
+def _people(n: int, seed: int, planted: float = 0.25, other: float = 0.03) -> tuple[np.ndarray, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    skin = rng.choice([f"tone{i}" for i in range(4)], size=n)
+    hair = rng.choice(["short", "long"], size=n)
+    harmful = rng.random(n) < np.where(skin == "tone1", planted, other)
+    return harmful, pd.DataFrame({"id": [str(i) for i in range(n)], "skin": skin, "hair": hair})
+
+
+def test_planted_group_is_found():
+    harmful, meta = _people(1200, seed=1)
+    df = probes.denigration(harmful, meta, ["skin", "hair"], n_bootstrap=1000, n_permutations=2000)
+    row = df[(df.attribute == "skin") & (df.group == "tone1")].iloc[0]
+    assert row.ratio_ci_low > 1 and row.p_holm < 0.01 and row.p_bh < 0.01
+    assert row.ci_low <= row.rate <= row.ci_high
+    assert 0 < row.mdd < 0.2
+    assert set(df.columns) >= {"attribute", "group", "n", "n_harmful", "rate", "ci_low", "ci_high", "p",
+                               "p_holm", "p_bh", "mdd"}
+    assert (df.p_holm >= df.p).all() and (df.p_bh >= df.p - 1e-12).all()
+    assert not (df[df.attribute == "hair"].p_holm < 0.05).any()
+
+
+def test_nothing_planted_nothing_flagged_over_20_resamplings():
+    harmful, meta = _people(3000, seed=2, planted=0.05, other=0.05)
+    rng = np.random.default_rng(0)
+    flagged = 0
+    for r in range(20):
+        rows = rng.choice(len(meta), size=600, replace=False)
+        df = probes.denigration(harmful[rows], meta.iloc[rows].reset_index(drop=True), ["skin", "hair"],
+                                n_bootstrap=200, n_permutations=500, seed=r)
+        flagged += int((df[df.attribute == "hair"].p_holm < 0.05).any())
+    assert flagged <= 1
+
+
+def test_intersectional_cells_and_min_group():
+    harmful, meta = _people(800, seed=3)
+    df = probes.intersectional(harmful, meta, ["skin", "hair"], n_bootstrap=200, n_permutations=500)
+    assert set(df.attribute) == {"skin x hair"}
+    assert len(df) == 8 and df.n.sum() == 800
+    top = df.sort_values("rate").iloc[-1]
+    assert top.group.startswith("tone1 x ")
+
+
+def test_label_sensitivity_reports_the_move():
+    meta = pd.DataFrame({"id": list("abcd"), "age": ["child", "child", "adult", "adult"]})
+    base = np.array([True, True, False, True])
+    ext = np.array([False, False, False, True])
+    classes = ["person", "criminal", "child"]
+    ext_pred = np.array([2, 2, 0, 1])
+    df = probes.label_sensitivity(base, ext, ext_pred, meta, ["age"], classes, ["child"])
+    child = df[df.group == "child"].iloc[0]
+    assert child.rate_base == 1.0 and child.rate_extended == 0.0 and child.delta == -1.0
+    assert child.share_to_added == 1.0 and child.added_classes == "child"
+    assert df[df.group == "adult"].iloc[0].delta == 0.0
+
+
+def test_retrieval_skew_finds_planted_group():
+    rng = np.random.default_rng(4)
+    n = 400
+    skin = rng.choice(["tone0", "tone1"], size=n)
+    sims = rng.normal(size=(n, 2))
+    sims[:, 0] += (skin == "tone1") * 3.0  # prompt 0 prefers tone1; prompt 1 is noise
+    meta = pd.DataFrame({"id": np.arange(n).astype(str), "skin": skin})
+    df = probes.retrieval_skew(sims, ["planted", "noise"], meta, ["skin"], k=50, n_bootstrap=300)
+    planted, noise = df.iloc[0], df.iloc[1]
+    share = (skin == "tone1").mean()
+    assert planted.top_group == "tone1" and planted.max_skew == pytest.approx(np.log(1 / share), rel=0.05)
+    assert planted.max_skew_ci_low > noise.max_skew
+    assert planted.ndkl > noise.ndkl
+    assert int(df.k.max()) == 50
+
+
+def test_retrieval_skew_k_clipped_and_target_checked():
+    meta = pd.DataFrame({"id": ["a", "b", "c"], "g": ["x", "y", "x"]})
+    df = probes.retrieval_skew(np.array([[1.0], [0.5], [0.1]]), ["p"], meta, ["g"], k=10, n_bootstrap=100)
+    assert int(df.k.iloc[0]) == 3 and df.max_skew.iloc[0] == pytest.approx(0.0)
+    from clipaudit.errors import ClipauditError
+
+    with pytest.raises(ClipauditError, match="target"):
+        probes.retrieval_skew(np.zeros((3, 1)), ["p"], meta, ["g"], target="uniform")
