@@ -1,0 +1,269 @@
+"""The ``neurons`` audit: scan -> labels -> multimodality -> feature vis -> attribution -> ablation.
+
+Why one function over the steps: the CLI and the notebooks get the same result, each stage's
+table is written to the run folder as soon as it is finished (Ctrl-C keeps it), and every
+input is checked before the first image is scanned, so a typo costs nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from clipaudit.data import ImageSource
+from clipaudit.errors import ClipauditError
+from clipaudit.hooks import TOKEN_REDUCTIONS, Layer, resolve_layer
+from clipaudit.result import Result
+from clipaudit.probes.ablation import ABLATIONS, ablation_check
+from clipaudit.probes.attribution import attribute, overlay, strip
+from clipaudit.probes.featvis import FeatVisConfig, render
+from clipaudit.probes.labels import LabelConfig, embed_concepts, label_accuracy, label_scan, read_concepts
+from clipaudit.probes.multimodal import (MultimodalConfig, PictureFn, concept_responses, multimodality_table,
+                                         rank_multimodal, source_pictures, toy_pictures)
+from clipaudit.probes.scan import ScanResult, scan
+
+SECTION = "neurons"
+
+
+@dataclass
+class NeuronsConfig:
+    """Every knob of the audit; each field is one ``clipaudit neurons`` flag.
+
+    Attributes:
+        layer: ``--layer`` alias or dotted path.
+        images: ``--images`` toy, toy:N, a folder or a CSV (the CLI opens it).
+        n_images: ``--n-images`` toy scenes when ``images`` is ``toy``.
+        neurons: ``--neurons`` explicit neuron ids (else the top multimodal ones).
+        top: ``--top`` neurons selected by multimodality for rendering.
+        concepts: ``--concepts`` concept file (default: the shipped set).
+        steps: ``--steps`` feature-visualisation steps.
+        batch: ``--batch`` images per forward in the scan.
+        k: ``--k`` top images kept per neuron.
+        tokens: ``--tokens`` token reduction on ViT layers.
+        per_neuron: ``--per-neuron`` feature-vis images per neuron (diversity when > 1).
+        diversity: ``--diversity`` weight of the diversity term.
+        attribution: ``--no-attribution`` turns it off.
+        attribution_images: ``--attribution-images`` top images attributed per neuron.
+        ablate: ``--ablate`` zero | mean | None.
+        n_words: ``--n-words`` word renders per concept (multimodality).
+        n_pictures: ``--n-pictures`` pictures per concept (multimodality, ablation).
+        seed: ``--seed``.
+    """
+
+    layer: str = "penultimate"
+    images: str = "toy"
+    n_images: int = 1024
+    neurons: list[int] | None = None
+    top: int = 16
+    concepts: str | None = None
+    steps: int = 512
+    batch: int = 64
+    k: int = 50
+    tokens: str = "mean"
+    per_neuron: int = 1
+    diversity: float = 0.0
+    attribution: bool = True
+    attribution_images: int = 4
+    ablate: str | None = None
+    n_words: int = 16
+    n_pictures: int = 16
+    seed: int = 0
+    label: LabelConfig = field(default_factory=LabelConfig)
+
+    def validate(self) -> None:
+        """Raise :class:`ClipauditError` on any bad value, before work starts."""
+        if self.steps < 1:
+            raise ClipauditError(f"--steps must be >= 1 (feature-visualisation optimiser steps), got {self.steps}")
+        if self.batch < 1:
+            raise ClipauditError(f"--batch must be >= 1, got {self.batch}")
+        if self.k < 1:
+            raise ClipauditError(f"--k must be >= 1 top images per neuron, got {self.k}")
+        if self.top < 1:
+            raise ClipauditError(f"--top must be >= 1, got {self.top}")
+        if self.tokens not in TOKEN_REDUCTIONS:
+            raise ClipauditError(f"--tokens {self.tokens!r} is not valid; use {', '.join(TOKEN_REDUCTIONS)}")
+        if self.ablate is not None and self.ablate not in ABLATIONS:
+            raise ClipauditError(f"--ablate {self.ablate!r} is not valid; use {', '.join(ABLATIONS)}")
+        if self.per_neuron < 1:
+            raise ClipauditError(f"--per-neuron must be >= 1, got {self.per_neuron}")
+        if self.n_words < 2 or self.n_pictures < 2:
+            raise ClipauditError("--n-words and --n-pictures must be >= 2")
+
+
+def picture_source(model, source: ImageSource) -> tuple[list[str], PictureFn] | None:
+    """Concepts we can show as pictures, and how: the toy world draws its object classes; a
+    labelled folder/CSV gives its labels; otherwise multimodality cannot be measured."""
+    if source.description.startswith("toy") or (getattr(model, "name", "").startswith("toy") and
+                                                 "label" not in source.items):
+        from clipaudit.toy.world import OBJECT_CLASSES
+
+        return list(OBJECT_CLASSES), toy_pictures
+    if "label" in source.items:
+        labels = sorted({str(v) for v in source.items["label"] if str(v)})
+        if len(labels) >= 2:
+            return labels, source_pictures(source)
+    return None
+
+
+def load_positions(model, source: ImageSource, positions: list[int]) -> dict[int, torch.Tensor]:
+    """Pixels (3, S, S) of the source images at ``positions`` (skipped ones are absent)."""
+    if not positions:
+        return {}
+    mask = np.zeros(len(source), dtype=bool)
+    mask[positions] = True
+    sub = ImageSource(source.items[mask], source.loader, source.description, [], source.workers)
+    where = {str(i): p for p, i in enumerate(source.ids)}
+    out = {}
+    for batch in sub.batches(model, 64):
+        for i, px in zip(batch.ids, batch.pixels):
+            out[where[i]] = px.cpu()
+    return out
+
+
+def _to_pil(px: torch.Tensor) -> Image.Image:
+    return Image.fromarray((px.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8))
+
+
+def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), run=None,
+          progress: Callable | None = None, log: Callable[[str], None] | None = None) -> Result:
+    """Run the neurons audit on ``model`` over the probe images ``source``.
+
+    Returns:
+        A :class:`~clipaudit.result.Result` with tables ``neurons``, ``neuron_top_images``,
+        ``neuron_multimodality`` (and ``ablation`` with ``config.ablate``), images
+        ``featvis_<n>``, ``top_<n>``, ``attr_<n>``, and the ``neurons`` summary section.
+
+    Raises:
+        ClipauditError: unknown layer, neuron out of range, bad concept file, bad settings.
+    """
+    say = log or (lambda _msg: None)
+    config.validate()
+    layer: Layer = resolve_layer(model, config.layer)
+    explicit = layer.check_neurons(config.neurons) if config.neurons else None
+    concepts = read_concepts(config.concepts)
+    result = Result(SECTION)
+
+    def save_table(name: str, df: pd.DataFrame) -> None:
+        result.tables[name] = df
+        if run is not None:
+            run.write_table(name, df)
+
+    def save_image(name: str, img) -> str:
+        result.images[name] = img
+        if run is not None:
+            run.write_png(name, img)
+        return f"images/{name}.png"
+
+    def save_summary(values: dict) -> None:
+        result.summary.update(values)
+        if run is not None:
+            run.update_summary(values, section=SECTION)
+
+    # 1. scan
+    say(f"scanning {len(source)} images at {layer.path} ({layer.layout}, {layer.n_neurons} neurons)")
+    sr: ScanResult = scan(model, source, layer, k=config.k, batch_size=config.batch, tokens=config.tokens,
+                          progress=progress)
+    table = sr.stats_table()
+    save_table("neurons", table)
+    save_table("neuron_top_images", sr.top_images_table(source.items, range(layer.n_neurons)))
+    if sr.skipped and run is not None:
+        run.write_table("skipped_images", pd.DataFrame(sr.skipped, columns=["id", "reason"]))
+    save_summary({"layer": layer.path, "layout": layer.layout, "n_neurons": layer.n_neurons,
+                  "n_images": sr.state.count, "n_skipped": len(sr.skipped)})
+
+    # 2. labels
+    say(f"labelling with SoftWPMI over {len(concepts)} concepts")
+    emb = embed_concepts(model, concepts)
+    labels, _ = label_scan(sr, concepts, emb, config.label)
+    table = table.merge(labels, on="neuron", how="left")
+    save_table("neurons", table)
+    acc, n_dom = label_accuracy(labels, sr, source.items, k=config.k) if source.description.startswith("toy") \
+        else (float("nan"), 0)
+    save_summary({"n_concepts": len(concepts), "label_accuracy": acc, "n_class_dominated": n_dom})
+
+    # 3. multimodality
+    pics = picture_source(model, source)
+    mm = None
+    if pics is not None:
+        classes, picture_fn = pics
+        say(f"multimodality over {len(classes)} concepts (pictures vs rendered words)")
+        mcfg = MultimodalConfig(n_pictures=config.n_pictures, n_words=config.n_words)
+        img_r, word_r, kept = concept_responses(model, layer, classes, picture_fn, mcfg, seed=config.seed,
+                                                tokens=config.tokens, batch_size=config.batch)
+        mm = multimodality_table(img_r, word_r, kept, table["label"].tolist(), mcfg)
+        table = table.merge(mm, on="neuron", how="left")
+        save_table("neurons", table)
+        per_concept = mm[mm["is_multimodal"]].groupby("concept").size()
+        save_summary({"n_multimodal": int(mm["is_multimodal"].sum()),
+                      "multimodal_concepts": {str(k): int(v) for k, v in per_concept.items()},
+                      "n_checkable_concepts": len(kept)})
+    else:
+        for col in ("concept", "image_response", "word_response", "multimodal_score", "is_multimodal"):
+            table[col] = np.nan if col != "is_multimodal" else False
+        save_summary({"n_multimodal": None})
+
+    # 4. selection + feature vis
+    if explicit:
+        selected = explicit
+    elif mm is not None:
+        selected = rank_multimodal(mm, config.top)
+    else:
+        selected = table.sort_values("std", ascending=False)["neuron"].head(config.top).astype(int).tolist()
+    say(f"rendering {len(selected)} neurons ({config.steps} steps, one batch)")
+    imgs, fv_act = render(model, layer, selected, FeatVisConfig(steps=config.steps, per_neuron=config.per_neuron,
+                                                                 diversity=config.diversity, tokens=config.tokens),
+                          seed=config.seed)
+    table["featvis"] = ""
+    table["featvis_activation"] = np.nan
+    table["top_images"] = ""
+    table["attribution"] = ""
+    per = config.per_neuron
+    for j, n in enumerate(selected):
+        group = [_to_pil(imgs[j * per + i]) for i in range(per)]
+        table.loc[table["neuron"] == n, "featvis"] = save_image(f"featvis_{n}", strip(group, scale=2))
+        table.loc[table["neuron"] == n, "featvis_activation"] = float(fv_act[j * per:(j + 1) * per].mean())
+    save_table("neurons", table)
+    save_summary({"top": selected, "n_rendered": len(selected), "steps": config.steps})
+
+    # 5. top images + attribution
+    show = 8
+    positions = sorted({p for n in selected for p in sr.top_positions(n, show)})
+    pix = load_positions(model, source, positions)
+    for n in selected:
+        tops = [pix[p] for p in sr.top_positions(n, show) if p in pix]
+        if not tops:
+            continue
+        table.loc[table["neuron"] == n, "top_images"] = save_image(f"top_{n}", strip([_to_pil(t) for t in tops]))
+        if config.attribution:
+            batch = torch.stack(tops[: config.attribution_images])
+            attr = attribute(model, layer, n, batch, tokens=config.tokens)
+            table.loc[table["neuron"] == n, "attribution"] = save_image(f"attr_{n}", strip(overlay(batch, attr)))
+    save_table("neurons", table)
+
+    # 6. causal check
+    if config.ablate and mm is not None:
+        classes, picture_fn = pics  # type: ignore[misc]
+        flagged = mm[mm["is_multimodal"] & mm["neuron"].isin(selected)]
+        if flagged.empty:
+            flagged = mm[mm["neuron"].isin(selected)]
+        groups = {c: g.sort_values("multimodal_score", ascending=False)["neuron"].astype(int).tolist()
+                  for c, g in flagged.groupby("concept")}
+        say(f"ablating ({config.ablate}) the multimodal neurons of {len(groups)} concepts")
+        abl = ablation_check(model, layer, groups, classes, picture_fn, n_eval=config.n_pictures,
+                             mode=config.ablate, means=sr.state.mean.float(), seed=config.seed)
+        save_table("ablation", abl)
+        acc_rows = abl[abl["measure"] == "accuracy"]
+        save_summary({"ablation": config.ablate,
+                      "ablation_concept_delta": float(acc_rows["delta"].mean()) if len(acc_rows) else None,
+                      "ablation_other_delta": float(acc_rows["other_delta"].mean()) if len(acc_rows) else None})
+    result.tables["neurons"] = table
+    return result
+
+
+def config_dict(config: NeuronsConfig) -> dict:
+    """JSON-ready config for the run manifest."""
+    return asdict(config)

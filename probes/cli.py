@@ -1,0 +1,90 @@
+"""The ``clipaudit neurons`` command: flags -> :class:`NeuronsConfig` -> :func:`audit` -> run folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from clipaudit.cli import add_command, model_from_args, parse_list, progress
+
+EXAMPLE = "clipaudit neurons --layer penultimate --model toy --top 16 --steps 256 --ablate zero"
+
+
+def register(sub) -> None:
+    p = add_command(sub, "neurons", "Discover, label, render and causally test the neurons of a layer "
+                    "(multimodal neurons: pictures and written words of one concept).", EXAMPLE, run_neurons)
+    p.add_argument("--layer", default="penultimate", help="alias (penultimate, block:N, final) or dotted path")
+    p.add_argument("--images", default="toy", help="probe images: toy, toy:N, a folder, or a CSV")
+    p.add_argument("--n-images", type=int, default=1024, help="toy scenes generated when --images is toy")
+    p.add_argument("--neurons", default=None, help="comma-separated neuron ids (default: the --top multimodal ones)")
+    p.add_argument("--top", type=int, default=16, help="neurons selected by multimodality score")
+    p.add_argument("--concepts", default=None, help="concept file, one per line (default: shipped set)")
+    p.add_argument("--steps", type=int, default=512, help="feature-visualisation optimiser steps")
+    p.add_argument("--batch", type=int, default=64, help="images per forward pass in the scan")
+    p.add_argument("--k", type=int, default=50, help="top images kept per neuron")
+    p.add_argument("--tokens", default="mean", choices=["mean", "cls", "max"], help="token reduction on ViT layers")
+    p.add_argument("--per-neuron", type=int, default=1, help="feature-vis images per neuron")
+    p.add_argument("--diversity", type=float, default=0.0, help="diversity weight when --per-neuron > 1")
+    p.add_argument("--no-attribution", action="store_true", help="skip integrated-gradients overlays")
+    p.add_argument("--attribution-images", type=int, default=4, help="top images attributed per neuron")
+    p.add_argument("--ablate", default=None, choices=["zero", "mean"], help="causal check by ablation")
+    p.add_argument("--n-words", type=int, default=16, help="word renders per concept (multimodality)")
+    p.add_argument("--n-pictures", type=int, default=16, help="pictures per concept (multimodality, ablation)")
+
+
+def config_from_args(args: argparse.Namespace):
+    from clipaudit.errors import ClipauditError
+    from clipaudit.probes.audit import NeuronsConfig
+
+    try:
+        ids = parse_list(args.neurons, int) if args.neurons else None
+    except ValueError:
+        raise ClipauditError(f"--neurons {args.neurons!r} must be comma-separated integers, e.g. 3,17,250") from None
+    return NeuronsConfig(layer=args.layer, images=args.images, n_images=args.n_images, neurons=ids, top=args.top,
+                         concepts=args.concepts, steps=args.steps, batch=args.batch, k=args.k, tokens=args.tokens,
+                         per_neuron=args.per_neuron, diversity=args.diversity, attribution=not args.no_attribution,
+                         attribution_images=args.attribution_images, ablate=args.ablate, n_words=args.n_words,
+                         n_pictures=args.n_pictures, seed=args.seed)
+
+
+def run_neurons(args: argparse.Namespace) -> int:
+    from clipaudit.data import open_source
+    from clipaudit.hooks import resolve_layer
+    from clipaudit.probes.audit import audit, config_dict
+    from clipaudit.probes.labels import read_concepts
+    from clipaudit.runs import RunFolder
+
+    config = config_from_args(args)
+    config.validate()
+    if config.concepts:
+        read_concepts(config.concepts)  # fail before loading anything heavy
+    model = model_from_args(args)
+    layer = resolve_layer(model, config.layer)
+    if config.neurons:
+        layer.check_neurons(config.neurons)
+    source = open_source(config.images, n=config.n_images, seed=config.seed + 1234)
+    run = RunFolder.create("neurons", args.out, model=model, seed=config.seed, config=config_dict(config))
+    with run:
+        result = audit(model, source, config, run=run, progress=progress,
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    s = result.summary
+    t = result.tables["neurons"]
+    print(f"{s['layer']}: {s['n_neurons']} neurons over {s['n_images']} images"
+          + (f" ({s['n_skipped']} skipped: see skipped_images.csv)" if s.get("n_skipped") else ""))
+    if s.get("n_multimodal") is not None:
+        print(f"multimodal neurons: {s['n_multimodal']} across {len(s.get('multimodal_concepts', {}))} concepts")
+    if s.get("label_accuracy") == s.get("label_accuracy") and s.get("n_class_dominated"):
+        print(f"label accuracy on class-dominated neurons: {s['label_accuracy']:.2f} (n={s['n_class_dominated']})")
+    shown = t[t["neuron"].isin(s["top"])].set_index("neuron").loc[s["top"]]
+    print("neuron  label          multimodal  score")
+    for n, row in shown.head(10).iterrows():
+        print(f"{n:>6}  {str(row['label'])[:13]:<13}  {str(bool(row['is_multimodal'])):<10}  "
+              f"{row['multimodal_score']:.2f}" if row['multimodal_score'] == row['multimodal_score'] else
+              f"{n:>6}  {str(row['label'])[:13]:<13}  -")
+    if "ablation" in result.tables:
+        a = result.tables["ablation"]
+        acc = a[a["measure"] == "accuracy"]
+        if len(acc):
+            print(f"ablation ({config.ablate}): concept accuracy change {acc['delta'].mean():+.3f}, "
+                  f"other concepts {acc['other_delta'].mean():+.3f}")
+    print(f"written to {run.path}")
+    return 0
