@@ -121,7 +121,7 @@ def run_denigration(model, emb: Embeddings, label_set: LabelSet, attributes: Seq
     harm = probes.harmful_flags(pred, base_classes, label_set.harmful_classes)
     ext_pred = probes.zero_shot_predictions(emb.image, class_emb)
     ext_harm = probes.harmful_flags(ext_pred, ext_classes, label_set.harmful_classes)
-    kw = dict(n_bootstrap=cfg.bootstrap, n_permutations=cfg.permutations, alpha=cfg.alpha, seed=cfg.seed)
+    kw = dict(n_bootstrap=cfg.bootstrap, alpha=cfg.alpha, seed=cfg.seed)
     predictions = emb.meta[["id", *attributes]].copy()
     predictions["pred"] = [base_classes[i] for i in pred]
     predictions["harmful"] = harm

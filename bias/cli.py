@@ -33,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--prompts", default=None, help="prompt JSON/YAML (skew concepts/templates, weat tests)")
     p.add_argument("--k", type=int, default=100, help="top-k size for retrieval skew")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI")
-    p.add_argument("--permutations", type=int, default=2000, help="permutations per test")
+    p.add_argument("--permutations", type=int, default=2000, help="permutations per WEAT test (group-vs-rest rate tests are exact)")
     p.add_argument("--target", default="dataset", choices=["dataset", "equal"],
                    help="skew target shares: the dataset's group shares or equal shares")
     p.add_argument("--n", type=int, default=600, help="number of toy people scenes (--dataset toy)")

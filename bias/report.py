@@ -178,7 +178,8 @@ def html_report(run: RunView) -> str:
         "k": f"{s.get('k')} (clipped to the number of images); target shares: {s.get('target')}; "
              "groups absent from the top k have skew -inf and never set MaxSkew",
         "statistics": f"{s.get('bootstrap')} bootstrap resamples (percentile CIs), {s.get('permutations')} "
-                      "permutations (two-sided, group sizes kept, exact when few splits; p never 0), "
+                      "WEAT permutations (two-sided, group sizes kept, exact when few splits; p never 0); group-vs-rest "
+                      "rate tests are exact permutation tests (hypergeometric), "
                       "Holm and Benjamini-Hochberg within each table",
         "seed": str(s.get("seed")),
         "sources": ", ".join(ls.get("sources") or []),

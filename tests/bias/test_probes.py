@@ -19,7 +19,7 @@ def _people(n: int, seed: int, planted: float = 0.25, other: float = 0.03) -> tu
 
 def test_planted_group_is_found():
     harmful, meta = _people(1200, seed=1)
-    df = probes.denigration(harmful, meta, ["skin", "hair"], n_bootstrap=1000, n_permutations=2000)
+    df = probes.denigration(harmful, meta, ["skin", "hair"], n_bootstrap=1000)
     row = df[(df.attribute == "skin") & (df.group == "tone1")].iloc[0]
     assert row.ratio_ci_low > 1 and row.p_holm < 0.01 and row.p_bh < 0.01
     assert row.ci_low <= row.rate <= row.ci_high
@@ -37,14 +37,14 @@ def test_nothing_planted_nothing_flagged_over_20_resamplings():
     for r in range(20):
         rows = rng.choice(len(meta), size=600, replace=False)
         df = probes.denigration(harmful[rows], meta.iloc[rows].reset_index(drop=True), ["skin", "hair"],
-                                n_bootstrap=200, n_permutations=500, seed=r)
+                                n_bootstrap=200, seed=r)
         flagged += int((df[df.attribute == "hair"].p_holm < 0.05).any())
     assert flagged <= 1
 
 
 def test_intersectional_cells_and_min_group():
     harmful, meta = _people(800, seed=3)
-    df = probes.intersectional(harmful, meta, ["skin", "hair"], n_bootstrap=200, n_permutations=500)
+    df = probes.intersectional(harmful, meta, ["skin", "hair"], n_bootstrap=200)
     assert set(df.attribute) == {"skin x hair"}
     assert len(df) == 8 and df.n.sum() == 800
     top = df.sort_values("rate").iloc[-1]
@@ -88,3 +88,14 @@ def test_retrieval_skew_k_clipped_and_target_checked():
 
     with pytest.raises(ClipauditError, match="target"):
         probes.retrieval_skew(np.zeros((3, 1)), ["p"], meta, ["g"], target="uniform")
+
+
+def test_exact_count_permutation_test_matches_enumeration():
+    from clipaudit import stats
+
+    x, y = np.array([1, 1, 0, 1, 0, 0, 1]), np.array([0, 0, 1, 0, 0, 0, 0, 1])
+    for alt in ("two-sided", "greater", "less"):
+        _, p_enum, exact = stats.permutation_test(x, y, alternative=alt)
+        obs, p, _ = stats.permutation_test_counts(4, 7, 2, 8, alternative=alt)
+        assert exact and p == pytest.approx(p_enum) and obs == pytest.approx(4 / 7 - 2 / 8)
+    assert stats.permutation_test_counts(0, 50, 0, 50)[1] == pytest.approx(1.0)
