@@ -18,7 +18,7 @@ from . import ids
 from .data import fmt_ci, fmt_num, fmt_rate, model_facts
 
 # summary keys that hold rates (shown as %), the rest as plain numbers
-RATE_KEYS = {"attack_success_rate", "flip_rate", "clean_accuracy", "robust_accuracy", "max_harmful_rate",
+RATE_KEYS = {"attack_success_rate", "attack_success", "flip_rate", "clean_accuracy", "robust_accuracy", "max_harmful_rate",
              "max_label_set_shift", "true_prob_drop", "target_prob_rise", "label_accuracy"}
 
 
@@ -74,27 +74,35 @@ def kpis(view: RunView, section: str, keys: Iterable[tuple[str, str]]) -> html.D
     for key, label in keys:
         if key not in values:
             continue
-        ci = values.get(f"{key}_ci")
+        ci = values.get(f"{key}_ci", values.get(f"{key.removesuffix('_rate')}_ci"))
         boxes.append(html.Div([html.Div(label, className="kpi-label"),
                                html.Div(fmt_value(key, values[key]), id=ids.kpi(section, key), className="kpi-value"),
-                               html.Div(fmt_value(f"{key}_ci", ci) if ci is not None else "", className="kpi-ci")],
+                               html.Div(fmt_value(f"{key}_ci", ci) if ci is not None else "", className="kpi-ci",
+                                        id=ids.kpi(section, key) + "-ci")],
                               className="kpi"))
     return html.Div(boxes or [message("no headline numbers written yet")], className="kpis")
 
 
-def modelcard_panel(audit: str | None, view: RunView | None) -> html.Div:
-    """The model-card limitations ``audit`` measures, each with this run's figure or a plain 'not measured'."""
-    summary = view.summary if view is not None else {}
+def modelcard_panel(audit: str | None, view: RunView | None, other: RunView | None = None) -> html.Aside:
+    """The model-card limitations ``audit`` measures (all when None), each with the figure from
+    ``view`` (and from ``other``, on the Compare page) or a plain 'not measured in this run'."""
+    runs = [r for r in (view, other) if r is not None]
+    figures = [measured_figures(r.summary, audit) for r in runs] or [measured_figures({}, audit)]
     items = []
-    for m in measured_figures(summary, audit):
+    for i, m in enumerate(figures[0]):
         lim = m.limitation
-        if m.measured:
-            figure = html.Span([html.Span(m.metric or "", className="mc-metric"), " = ",
-                                html.Strong(fmt_value(m.metric or "", m.value), className="mc-value")])
-        else:
-            figure = html.Span("not measured in this run", className="mc-missing")
+        lines = []
+        for k, run_figs in enumerate(figures):
+            mk = run_figs[i]
+            tag = f"{'AB'[k]}: " if other is not None else ""
+            if mk.measured:
+                lines.append(html.Div([tag, html.Span(mk.metric or "", className="mc-metric"), " = ",
+                                       html.Strong(fmt_value(mk.metric or "", mk.value), className="mc-value")],
+                                      className="mc-figure"))
+            else:
+                lines.append(html.Div(f"{tag}not measured in this run", className="mc-figure mc-missing"))
         items.append(html.Li([html.Div([html.Strong(lim.title), html.Span(f" ({lim.id})", className="muted")]),
-                              html.Div(lim.claim, className="mc-claim"), html.Div(figure, className="mc-figure"),
+                              html.Div(lim.claim, className="mc-claim"), *lines,
                               html.Div(lim.how_measured, className="muted small") if lim.how_measured else None],
                              className="mc-item", **{"data-limitation": lim.id}))
     title = "CLIP model card: limitations measured here" if audit else "CLIP model card: every limitation"

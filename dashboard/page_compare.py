@@ -54,4 +54,4 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
         except ClipauditError as err:
             body = [html.Div(str(err), id=ids.COMPARE_MESSAGE, className="message message-warn")]
     return html.Div([html.Div([html.H2("Compare two runs"), *body], className="main"),
-                     modelcard_panel(None, a)], className="page")
+                     modelcard_panel(None, a, b)], className="page")
