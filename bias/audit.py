@@ -8,7 +8,7 @@ Each table is saved to the run folder as soon as its probe finishes (Ctrl-C keep
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import numpy as np

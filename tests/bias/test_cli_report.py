@@ -121,3 +121,36 @@ def test_unknown_report_format_rejected(run_dir: Path, capsys):
     with pytest.raises(SystemExit):
         main(["bias", "report", str(run_dir), "--format", "pdf"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_fairface_run_lists_skips_and_uses_the_clip_label_set(tmp_path: Path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = ["file,age,gender,race"]
+    races = ["White", "Black", "Indian"]
+    for i in range(18):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,20-29,{'Male' if i % 2 else 'Female'},{races[i % 3]}")
+    rows += ["gone.png,20-29,Male,White", "0.png,20-29,Robot,White"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["bias", "--dataset", str(tmp_path), "--probe", "denigration,weat", *FAST, "--out", str(out)]) == 0
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert set(skipped.id) == {"gone.png", "0.png"} and skipped.reason.str.contains("file not found|gender").all()
+    summary = json.loads((out / "summary.json").read_text())["bias"]
+    assert summary["layout"] == "fairface" and summary["n_images"] == 18 and summary["n_skipped"] == 2
+    assert summary["label_set"]["name"] == "fairface-clip-study" and "max_skew" not in summary
+    assert not (out / "bias_skew.csv").exists()
+    assert set(pd.read_csv(out / "bias_intersectional.csv").attribute) <= {"race x gender", "race x age", "gender x age"}
+    weat = pd.read_csv(out / "bias_weat.csv")
+    assert "race Black vs White ~ pleasant vs unpleasant" in set(weat.test)
+    assert main(["bias", "report", str(out), "--format", "md"]) == 0
+    assert "Not measured in this run" in (out / "bias_report.md").read_text()
+
+
+def test_fairface_missing_column_via_cli(tmp_path: Path, capsys):
+    (tmp_path / "labels.csv").write_text("file,age,race\na.png,20-29,White\n")
+    err = _err(capsys, ["bias", "--dataset", str(tmp_path / "labels.csv"), "--layout", "fairface", *FAST])
+    assert "missing column(s) gender" in err
