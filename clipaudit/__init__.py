@@ -1,0 +1,18 @@
+"""clipaudit: interpretability and safety audits for CLIP models.
+
+The core lives here (model loading, hooks, data sources, run folders, statistics, model card);
+the audits live in ``clipaudit.probes``, ``clipaudit.attacks``, ``clipaudit.bias`` and the
+dashboard in ``clipaudit.dashboard``.
+"""
+from clipaudit.data import ImageSource, csv_source, folder_source, load_image, open_source, toy_source
+from clipaudit.errors import ClipauditError
+from clipaudit.hooks import Layer, ablate, capture, list_layers, neurons, resolve_layer
+from clipaudit.model import AuditModel, ZeroShotHead, load_model
+from clipaudit.result import Result
+from clipaudit.runs import RunFolder, list_runs, open_run
+
+__all__ = [
+    "AuditModel", "ClipauditError", "ImageSource", "Layer", "Result", "RunFolder", "ZeroShotHead",
+    "ablate", "capture", "csv_source", "folder_source", "list_layers", "load_image", "load_model",
+    "neurons", "open_run", "open_source", "list_runs", "resolve_layer", "toy_source",
+]

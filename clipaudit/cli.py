@@ -50,8 +50,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace):
+    """The model the flags name; ``clipaudit audit`` hands its already-loaded one down instead."""
     from clipaudit.model import load_model
 
+    preloaded = getattr(args, "preloaded_model", None)
+    if preloaded is not None:
+        return preloaded
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(args.model, args.pretrained, args.device, args.precision)

@@ -1,0 +1,134 @@
+"""``clipaudit audit`` (every audit on one model into one run folder) and ``clipaudit diff``.
+
+Why by dispatch: ``audit`` builds each sub-audit's command line and runs that subcommand with
+the model loaded once, so ``clipaudit audit`` and the four separate commands can never drift
+apart — there is one implementation of each audit.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from clipaudit.cli import add_command, model_from_args
+
+AUDITS = ("neurons", "typographic", "adversarial", "bias")
+
+
+def audit_plan(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The sub-audit command lines (without the shared model/run flags)."""
+    quick = args.quick
+    return {
+        "neurons": ["neurons", "--layer", "penultimate", "--top", "8" if quick else "16",
+                    "--steps", "48" if quick else "256", "--n-images", "256" if quick else "1024",
+                    "--attribution-images", "2" if quick else "4", "--n-words", "8" if quick else "16",
+                    "--n-pictures", "8" if quick else "16", "--k", "20" if quick else "50"],
+        "typographic": ["typographic", "--target", args.target, "--n", "96" if quick else "300",
+                        *([] if quick else ["--sweep", "size=8,10,12,14,16"])],
+        "adversarial": ["adversarial", "--attack", "pgd", "--eps", "4/255", "--steps", "5" if quick else "10",
+                        "--n", "32" if quick else "128", "--sanity-n", "16" if quick else "32",
+                        "--eps-sweep", "0,2/255,4/255" if quick else "0,1/255,2/255,4/255,8/255"],
+        "bias": ["bias", "--dataset", "toy", "--n", "400" if quick else "1200",
+                 "--bootstrap", "500" if quick else "2000"],
+    }
+
+
+def _shared_flags(args: argparse.Namespace, out: str) -> list[str]:
+    flags = ["--model", args.model, "--device", args.device, "--precision", args.precision,
+             "--seed", str(args.seed), "--out", out]
+    if args.pretrained is not None:
+        flags += ["--pretrained", args.pretrained]
+    return flags
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from clipaudit.cli import build_parser
+    from clipaudit.report import write_report
+    from clipaudit.runs import RunFolder, default_run_dir, open_run
+
+    skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
+    unknown = skip - set(AUDITS)
+    if unknown:
+        raise ValueError(f"--skip {sorted(unknown)[0]!r} is not an audit; valid: {', '.join(AUDITS)}")
+    model = model_from_args(args)
+    out = str(args.out or default_run_dir("audit"))
+    run = RunFolder.create("audit", out, model=model, seed=args.seed, config={"quick": args.quick, "skip": sorted(skip)})
+    parser = build_parser()
+    timings: dict[str, float] = {}
+    for name, argv in audit_plan(args).items():
+        if name in skip:
+            continue
+        full = argv + _shared_flags(args, out)
+        print(f"\n== {name}: clipaudit {shlex.join(full)}", flush=True)
+        sub_args = parser.parse_args(full)
+        sub_args.preloaded_model = model
+        start = time.time()
+        code = int(sub_args.func(sub_args) or 0)
+        timings[name] = round(time.time() - start, 1)
+        if code != 0:
+            print(f"error: the {name} audit exited with {code}; finished audits are kept in {out}", file=sys.stderr)
+            return code
+    run.update_manifest({"command": "audit", "command_line": shlex.join(["clipaudit", *sys.argv[1:]]),
+                         "timings_s": timings})
+    run.finish()
+    report = write_report(out)
+    print("\n" + format_summary(open_run(out).summary))
+    print(f"\nreport: {report}\nview it: clipaudit dashboard --runs {out}")
+    return 0
+
+
+HEADLINES = (("neurons", "n_multimodal", "multimodal neurons"),
+             ("typographic", "attack_success_rate", "typographic attack success"),
+             ("adversarial", "clean_accuracy", "clean zero-shot accuracy"),
+             ("adversarial", "robust_accuracy", "robust accuracy (PGD)"),
+             ("bias", "harmful_rate_ratio", "harmful-label rate ratio"),
+             ("bias", "weat_d", "WEAT effect size d"))
+
+
+def format_summary(summary: dict) -> str:
+    """The short table printed at the end of ``clipaudit audit``."""
+    lines = [f"{'audit':<12} {'measure':<30} value"]
+    for section, key, label in HEADLINES:
+        value = (summary.get(section) or {}).get(key)
+        if value is None:
+            continue
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        ci = (summary.get(section) or {}).get(key.replace("_rate", "") + "_ci") or \
+            (summary.get(section) or {}).get(f"{key}_ci")
+        if isinstance(ci, list) and len(ci) == 2 and None not in ci:
+            text += f"  [{ci[0]:.3f}, {ci[1]:.3f}]"
+        lines.append(f"{section:<12} {label:<30} {text}")
+    return "\n".join(lines)
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from clipaudit.diff import diff_runs
+    from clipaudit.runs import atomic_write_text
+
+    table = diff_runs(args.run_a, args.run_b, audit=args.audit, n_resamples=args.bootstrap, seed=args.seed)
+    if args.to:
+        atomic_write_text(args.to, table.to_csv(index=False))
+    with_ci = table.copy()
+    print(with_ci.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.to:
+        print(f"written to {args.to}")
+    return 0
+
+
+def register(sub) -> None:
+    p = add_command(sub, "audit", "Run every audit (neurons, typographic, adversarial, bias) on one model "
+                    "into one run folder, write report.html and print the headline numbers.",
+                    "clipaudit audit --quick", _cmd_audit)
+    p.add_argument("--quick", action="store_true", help="small sample sizes (about 2 minutes on the toy)")
+    p.add_argument("--target", default="pizza", help="typographic target word")
+    p.add_argument("--skip", default="", help=f"comma list of audits to skip ({', '.join(AUDITS)})")
+    p = add_command(sub, "diff", "Paired differences of every headline metric between two runs of the same "
+                    "audit on the same inputs (e.g. two checkpoints), with paired-bootstrap CIs.",
+                    "clipaudit diff runs/audit-a runs/audit-b --audit typographic", _cmd_diff, model=False, run=False)
+    p.add_argument("run_a", help="first run folder")
+    p.add_argument("run_b", help="second run folder")
+    p.add_argument("--audit", default=None, help="compare only this audit (default: every shared one)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="paired bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--to", default=None, help="also write the table as CSV here")
