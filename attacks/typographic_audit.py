@@ -47,7 +47,9 @@ class TypographicConfig:
     """Everything ``clipaudit typographic`` takes; each field is one flag.
 
     Attributes:
-        target: the word written on the images (and the class it should push predictions to).
+        target: the class the attack should push predictions to (and, by default, the word written).
+        word: the text written when it differs from the target (e.g. "$$$" toward "piggy bank",
+            or a non-word as a control); None = the target.
         images: image source spec (``toy``, ``toy:N``, a folder, a CSV); the CLI opens it.
         n: number of toy scenes when ``images`` is ``toy``.
         classes: class-list file (None = the default classes); the target is added if missing.
@@ -66,6 +68,7 @@ class TypographicConfig:
     """
 
     target: str = "pizza"
+    word: str | None = None
     images: str = "toy"
     n: int = 200
     classes: str | None = None
@@ -212,7 +215,7 @@ class _Pass:
     clean_p_true: np.ndarray
     clean_p_target: np.ndarray
     variants: list[dict[str, np.ndarray]]
-    examples: list[tuple]  # (clean pixels, clean probs, attacked pixels, attacked probs, true class)
+    examples: list[tuple]  # (clean pixels, clean probs, attacked pixels, attacked probs, true class, id)
 
 
 def _true_classes(meta: pd.DataFrame, clean_pred: np.ndarray, classes: Sequence[str]) -> list[str]:
@@ -267,7 +270,7 @@ def _run_pass(model: AuditModel, head: ZeroShotHead, source: ImageSource, varian
                     if len(examples) >= n_examples:
                         break
                     if tc[j] != target:
-                        examples.append((pixels[j].cpu(), clean[j], r.pixels[j].cpu(), adv[j], tc[j]))
+                        examples.append((pixels[j].cpu(), clean[j], r.pixels[j].cpu(), adv[j], tc[j], bids[j]))
 
     def cat(parts: list) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0)
@@ -429,7 +432,7 @@ def examples_figure(p: _Pass, classes: Sequence[str], target: str, word: str):
     from clipaudit.figures import image_prob_grid, to_uint8_image
 
     rows = []
-    for clean_px, clean_pr, adv_px, adv_pr, true in p.examples:
+    for clean_px, clean_pr, adv_px, adv_pr, true, _ in p.examples:
         rows.append([(f"clean (true {true}): {classes[int(clean_pr.argmax())]}", to_uint8_image(clean_px), clean_pr),
                      (f"with '{word}': {classes[int(adv_pr.argmax())]}", to_uint8_image(adv_px), adv_pr)])
     return image_prob_grid(rows, classes, k=5, highlight=[target])
@@ -464,12 +467,15 @@ def prepare(model: AuditModel, source: ImageSource | None, config: TypographicCo
     target = (config.target or "").strip()
     if not target:
         raise ClipauditError("--target is empty; pass the class word to write, e.g. --target pizza")
+    word = target if config.word is None else config.word
+    if not word.strip():
+        raise ClipauditError("--word is empty; leave it out to write the target, or pass the text to write")
     style = config.text_style()
-    validate(target, style, model.image_size)
+    validate(word, style, model.image_size)
     cells = sweep_cells(style, parse_sweep(config.sweep)) if config.sweep else []
     for params, cell_style in cells:
         try:
-            validate(target, cell_style, model.image_size)
+            validate(word, cell_style, model.image_size)
         except ClipauditError as err:
             raise ClipauditError(f"sweep cell {params}: {err}") from None
     classes, added = resolve_classes(model, config.classes, source, add=[target])
@@ -489,7 +495,7 @@ def prepare(model: AuditModel, source: ImageSource | None, config: TypographicCo
         words = shortlist(model, words, target, classes, config.search_max)
     if config.batch_size < 1:
         raise ClipauditError(f"--batch-size must be >= 1, got {config.batch_size}")
-    return target, style, classes, added, templates, cells, words, skipped_words
+    return target, word, style, classes, added, templates, cells, words, skipped_words
 
 
 def audit(model: AuditModel, source: ImageSource, config: TypographicConfig, run=None,
@@ -515,7 +521,7 @@ def audit(model: AuditModel, source: ImageSource, config: TypographicConfig, run
         ClipauditError: empty target, a target or sweep cell that cannot be drawn, unknown
             font, class file or sweep key.
     """
-    target, style, classes, added, templates, cells, words, skipped_words = prepare(model, source, config)
+    target, word, style, classes, added, templates, cells, words, skipped_words = prepare(model, source, config)
     head = model.classifier(classes, templates)
     result = Result(SECTION)
 
@@ -527,20 +533,21 @@ def audit(model: AuditModel, source: ImageSource, config: TypographicConfig, run
         if run is not None:
             part.save(run)
 
-    main = _run_pass(model, head, source, [_Variant(target, style)], target, config.seed, config.batch_size,
+    main = _run_pass(model, head, source, [_Variant(word, style)], target, config.seed, config.batch_size,
                      n_examples=config.examples, progress=progress)
     if not main.ids:
         raise ClipauditError("no image could be read from the source; see skipped.csv for why")
     summary, images, by_class = _main_stage(main, classes, target, style, config)
     labelled = "label" in main.meta.columns and main.meta["label"].astype(str).str.len().gt(0).all()
-    summary = {"target": target, **summary, "target_added": bool(added), "classes": len(classes),
+    summary = {"target": target, "word": word, **summary, "target_added": bool(added), "classes": len(classes),
                "true_class_from": "label" if labelled else "clean_prediction (where no label)",
                "style": style.as_dict(), "random_init": model.random_init}
-    imgs = {"typographic_examples": examples_figure(main, classes, target, target)} if main.examples else {}
+    summary["example_ids"] = [e[5] for e in main.examples]
+    imgs = {"typographic_examples": examples_figure(main, classes, target, word)} if main.examples else {}
     keep({"typographic_images": images, "typographic_by_class": by_class}, imgs, summary)
 
     if cells:
-        sp = _run_pass(model, head, source, [_Variant(target, s) for _, s in cells], target, config.seed,
+        sp = _run_pass(model, head, source, [_Variant(word, s) for _, s in cells], target, config.seed,
                        config.batch_size, progress=progress, exclude_target=True)
         sweep, dose, rhos = _sweep_stage(sp, cells, classes, target, config)
         keep({"typographic_sweep": sweep, "typographic_dose": dose},

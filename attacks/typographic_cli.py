@@ -29,9 +29,11 @@ def _cmd(args: argparse.Namespace) -> int:
     from clipaudit.cli import model_from_args, progress
     from clipaudit.runs import RunFolder
 
+    if not args.target.strip():
+        raise ClipauditError("--target is empty; pass the class word to write, e.g. --target pizza")
     if args.n < 1:
         raise ClipauditError(f"--n must be >= 1 toy images, got {args.n}")
-    cfg = TypographicConfig(target=args.target, images=args.images, n=args.n, classes=args.classes,
+    cfg = TypographicConfig(target=args.target, word=args.word, images=args.images, n=args.n, classes=args.classes,
                             templates=args.templates, style=args.style, size=args.size, color=args.color,
                             opacity=args.opacity, position=args.position, repeat=args.repeat,
                             rotation=args.rotation, font=args.font, outline=not args.no_outline,
@@ -40,14 +42,14 @@ def _cmd(args: argparse.Namespace) -> int:
                             n_resamples=args.n_resamples, seed=args.seed)
     model = model_from_args(args)
     source = _open_images(cfg.images, cfg.n, cfg.seed)
-    target, _, _, added, *_ = prepare(model, source, cfg)  # every bad input fails before any model work
+    target, word, _, _, added, *_ = prepare(model, source, cfg)  # every bad input fails before any model work
     if added:
         print(f"note: target {target!r} was not in the class list; added it")
     run = RunFolder.create("typographic", args.out, model=model, seed=cfg.seed, config=vars(cfg).copy())
     with run:
         res = audit(model, source, cfg, run=run, progress=progress)
     s = res.summary
-    print(f"typographic attack: {target!r} ({cfg.style}, {s['final_text_size']} px, opacity {cfg.opacity}, "
+    print(f"typographic attack: {word!r} toward {target!r} ({cfg.style}, {s['final_text_size']} px, opacity {cfg.opacity}, "
           f"{s['text_area']:.1f}% of the image) on {model.name}")
     print(f"  attack success {s['attack_success_rate']:.3f} {_fmt_ci(s['attack_success_ci'])} over "
           f"{s['n_images']} images ({s['n_excluded']} excluded: true class {target})")
@@ -79,6 +81,7 @@ def register(sub) -> None:
                     "instead of what is pictured, with 95% CIs, sweeps and a word search.",
                     "clipaudit typographic --target pizza --sweep size=6,9,12,15,18 --search-words", _cmd)
     p.add_argument("--target", required=True, help="the word written on the images (and the target class)")
+    p.add_argument("--word", default=None, help="text to write when it differs from the target (e.g. a control non-word)")
     p.add_argument("--images", default="toy", help="toy, toy:N, a folder of images (class folders = labels), or a CSV")
     p.add_argument("--n", type=int, default=200, help="toy scenes when --images is toy")
     p.add_argument("--classes", default=None, help="class-list file, one per line (default: toy classes / folders)")

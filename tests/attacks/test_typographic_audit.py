@@ -1,0 +1,123 @@
+"""Measurement: the statistics are right when nothing is planted (tiny random-init models),
+and on the trained toy the attack works, scales with the dose, and a non-word does nothing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clipaudit.attacks.typographic_audit import TypographicConfig, audit, parse_sweep
+from clipaudit.data import toy_source
+from clipaudit.errors import ClipauditError
+from clipaudit.runs import RunFolder, open_run
+
+
+def _clean(n: int, **force):
+    return toy_source(n=n, seed=4321, kind="object", text=False, **force)
+
+
+# ------------------------------------------------------------------- plumbing (random init)
+
+def test_invisible_text_changes_nothing(tiny_model):
+    """Opacity 0 plants nothing: no flips, no probability shift, success = clean target rate."""
+    src = _clean(24)
+    res = audit(tiny_model, src, TypographicConfig(target="pizza", opacity=0.0, n_resamples=200, examples=1))
+    s, imgs = res.summary, res.tables["typographic_images"]
+    assert s["flip_rate"] == 0.0 and s["true_prob_drop"] == pytest.approx(0, abs=1e-6)
+    assert s["target_prob_rise"] == pytest.approx(0, abs=1e-6)
+    inc = imgs[~imgs["excluded"]]
+    assert s["attack_success_rate"] == pytest.approx(float((inc["pred_clean"] == "pizza").mean()))
+    # images whose true class is the target are left out of every rate
+    assert s["n_excluded"] == int((src.items["label"] == "pizza").sum())
+    assert s["n_images"] + s["n_excluded"] == 24
+    lo, hi = s["attack_success_ci"]
+    assert lo <= s["attack_success_rate"] <= hi
+
+
+def test_target_added_and_tables_follow_the_contract(tiny_vit, tmp_path):
+    cls = tmp_path / "classes.txt"
+    cls.write_text("apple\nbanana\ncup\n")
+    src = _clean(12)
+    run = RunFolder.create("typographic", tmp_path / "run", model=tiny_vit, seed=0)
+    with run:
+        res = audit(tiny_vit, src, TypographicConfig(target="ipod", classes=str(cls), n_resamples=100,
+                                                     sweep=["size=6,12", "opacity=0.5,1"]), run=run)
+    assert res.summary["target_added"] is True and res.summary["classes"] == 4
+    view = open_run(run.path)
+    s = view.summary["typographic"]
+    for key in ("target", "n_images", "n_excluded", "attack_success_rate", "attack_success_ci", "flip_rate",
+                "flip_rate_ci", "true_prob_drop", "target_prob_rise", "target_added", "final_text_size",
+                "clean_accuracy"):
+        assert key in s
+    images = view.table("typographic_images")
+    assert {"id", "true_class", "pred_clean", "pred_attacked", "p_true_clean", "p_true_attacked",
+            "p_target_clean", "p_target_attacked", "success", "flipped", "excluded"} <= set(images.columns)
+    sweep = view.table("typographic_sweep")
+    assert len(sweep) == 4 and {"size", "opacity", "text_area", "n", "attack_success_rate", "ci_low",
+                                "ci_high"} <= set(sweep.columns)
+    assert sweep.groupby("size")["text_area"].mean().is_monotonic_increasing
+    assert {"typographic_examples.png", "typographic_dose.png"} <= {p.name for p in view.images()}
+
+
+def test_parse_sweep_errors():
+    assert parse_sweep(["size=6,9", "opacity=0.5,1", "position=top,random"]) == [
+        ("size", [6, 9]), ("opacity", [0.5, 1.0]), ("position", ["top", "random"])]
+    with pytest.raises(ClipauditError, match="unknown sweep key 'sise'.*did you mean: size"):
+        parse_sweep(["sise=6,9"])
+    with pytest.raises(ClipauditError, match="not a number"):
+        parse_sweep(["opacity=high"])
+    with pytest.raises(ClipauditError, match="KEY=V1,V2"):
+        parse_sweep(["size"])
+
+
+# ------------------------------------------------------------------- meaning (trained toy)
+
+def test_default_attack_succeeds_on_the_toy(toy_model):
+    s = audit(toy_model, _clean(80), TypographicConfig(target="pizza", n_resamples=500)).summary
+    assert s["attack_success_rate"] >= 0.60, s
+    assert s["clean_accuracy"] > 0.5  # the clean scenes are read as what they picture
+    assert s["target_prob_rise"] > 0.3
+
+
+def test_random_nonword_does_not_attack(toy_model):
+    s = audit(toy_model, _clean(80), TypographicConfig(target="pizza", word="qxvzk", n_resamples=500)).summary
+    assert s["attack_success_rate"] <= 0.10, s
+
+
+def test_success_rises_with_size_and_falls_with_opacity(toy_model):
+    from clipaudit.stats import spearman
+
+    res = audit(toy_model, _clean(48), TypographicConfig(target="pizza", sweep=["size=6,8,10,12,14"],
+                                                          n_resamples=200, examples=0))
+    sweep = res.tables["typographic_sweep"]
+    assert spearman(sweep["size"], sweep["attack_success_rate"]) >= 0.8, sweep
+    assert res.summary["sweep_spearman"]["text_area"] >= 0.8
+    res = audit(toy_model, _clean(48), TypographicConfig(target="pizza", sweep=["opacity=0,0.15,0.4,1"],
+                                                          n_resamples=200, examples=0))
+    rate = res.tables["typographic_sweep"].set_index("opacity")["attack_success_rate"]
+    assert rate[1.0] >= 0.6 and rate[0.0] <= 0.1 and rate[0.0] < rate[0.4] <= rate[1.0] + 0.05, rate
+
+
+def test_the_decks_apple_ipod_example(toy_model, tmp_path):
+    run = RunFolder.create("typographic", tmp_path / "ipod", model=toy_model, seed=0)
+    with run:
+        res = audit(toy_model, _clean(30, label="apple"), TypographicConfig(target="ipod", n_resamples=200), run=run)
+    imgs = res.tables["typographic_images"]
+    assert (imgs["pred_clean"] == "apple").mean() > 0.5
+    assert res.summary["attack_success_rate"] > 0.5
+    # the example figure shows apples that the written word turned into an ipod
+    shown = imgs.set_index("id").loc[res.summary["example_ids"]]
+    assert (shown["true_class"] == "apple").all() and (shown["pred_attacked"] == "ipod").mean() >= 0.5
+    assert (run.path / "images" / "typographic_examples.png").is_file()
+
+
+def test_word_search_ranks_the_target_word_first(toy_vit, tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("pizza\nbanana\nhello\nqxvzk\n")
+    res = audit(toy_vit, _clean(24), TypographicConfig(target="pizza", search_words=str(words), search_n=24,
+                                                        n_resamples=100, examples=0))
+    table = res.tables["typographic_words"]
+    overall = table[table["source_class"] == "all"].set_index("word")
+    assert overall.loc["pizza", "rank"] == 1
+    assert overall.loc["pizza", "mean_target_gain"] > overall.loc["qxvzk", "mean_target_gain"] + 0.2
+    assert res.summary["best_words"][0] == "pizza"
+    assert set(table["source_class"]) - {"all"}  # per-source-class rows too
