@@ -151,6 +151,7 @@ def save_toy(model: torch.nn.Module, name: str, out: Path, world_config: WorldCo
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     tmp = out / f".{name}.safetensors.tmp"
     save_file(state, str(tmp), metadata={"name": name, "seed": str(config.seed)})
+    tmp.chmod(0o644)
     tmp.replace(out / f"{name}.safetensors")
     facts = world_config.facts()
     facts["training"] = {**asdict(config), "steps": config.n_steps, "model": name,
