@@ -70,7 +70,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             print(f"error: the {name} audit exited with {code}; finished audits are kept in {out}", file=sys.stderr)
             return code
     run.update_manifest({"command": "audit", "command_line": shlex.join(["clipaudit", *sys.argv[1:]]),
-                         "timings_s": timings})
+                         "audits": [name for name in AUDITS if name in timings], "timings_s": timings})
     run.finish()
     report = write_report(out)
     print("\n" + format_summary(open_run(out).summary))
