@@ -11,7 +11,7 @@ Which per-item table pairs each audit (see docs/run-folders.md):
 - typographic: ``typographic_images`` keyed by ``id`` (excluded rows dropped in both runs);
 - adversarial: ``adversarial_images`` keyed by ``id`` (and ``eps`` when a run holds several);
 - neurons: ``neurons`` keyed by ``neuron`` (same layer, same probe images);
-- bias: ``bias_images`` keyed by ``id`` when a run has it; otherwise the per-group rates of
+- bias: ``bias_predictions`` keyed by ``id`` when a run has it; otherwise the per-group rates of
   ``bias_denigration`` are compared with an *unpaired* CI (``paired`` is False on those rows).
 
 Used by the dashboard's Compare page and by ``clipaudit diff RUN_A RUN_B``.
@@ -72,11 +72,15 @@ PAIRED_METRICS: tuple[PairedMetric, ...] = (
     PairedMetric("neurons", "neurons", "multimodal_share", _col("is_multimodal")),
     PairedMetric("neurons", "neurons", "mean_label_score", _col("label_score")),
     PairedMetric("neurons", "neurons", "mean_multimodal_score", _col("multimodal_score")),
-    PairedMetric("bias", "bias_images", "harmful_rate", _col("harmful")),
+    PairedMetric("bias", "bias_predictions", "harmful_rate", _col("harmful")),
+    PairedMetric("bias", "bias_predictions", "harmful_rate_extended", _col("harmful_extended")),
 )
 
 _KEYS = {"typographic_images": ["id"], "adversarial_images": ["id", "eps"], "neurons": ["neuron"],
-         "bias_images": ["id"]}
+         "bias_predictions": ["id"]}
+# tables whose ``excluded`` rows are out of every metric (typographic: images of the target class);
+# adversarial ``excluded`` rows only lack a success value (NaN), and still count for accuracy
+_DROP_EXCLUDED = {"typographic_images"}
 
 
 def _as_view(run: RunView | str | Path) -> RunView:
@@ -102,7 +106,7 @@ def _keyed(run: RunView, table: str) -> pd.DataFrame:
     if _KEYS[table][0] not in df.columns:
         raise ClipauditError(f"run {run.name}: table {table!r} has no {_KEYS[table][0]!r} column; "
                              "it does not follow docs/run-folders.md")
-    if "excluded" in df.columns:
+    if table in _DROP_EXCLUDED and "excluded" in df.columns:
         df = df[~df["excluded"].fillna(False).astype(bool)]
     if len(keys) > 1 and df[keys[1]].nunique() <= 1:
         keys = keys[:1]

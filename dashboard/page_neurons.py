@@ -75,7 +75,10 @@ def detail(store: RunStore, view: RunView, neuron: int) -> html.Div:
     if df is None or neuron not in set(df["neuron"]):
         return message(f"neuron {neuron} is not in this run")
     row = df[df["neuron"] == neuron].iloc[0]
-    labels = [x for x in str(row.get("labels", "")).split(";") if x]
+    labels = [x for x in str(row.get("labels", "") or "").split(";") if x]
+    scores = [x for x in str(row.get("label_scores", "") or "").split(";") if x]
+    if len(scores) == len(labels):
+        labels = [f"{lab} ({sc})" for lab, sc in zip(labels, scores)]
     stats = [("layer", row.get("layer")), ("label", row.get("label")), ("label score", fmt_num(row.get("label_score"))),
              ("multimodal score", fmt_num(row.get("multimodal_score"))),
              ("image response", fmt_num(row.get("image_response"))), ("word response", fmt_num(row.get("word_response"))),

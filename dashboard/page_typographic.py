@@ -14,21 +14,30 @@ PATH = "/typographic"
 TITLE = "Typographic"
 AUDIT = "typographic"
 KPIS = [("target", "target word"), ("attack_success_rate", "attack success"), ("flip_rate", "flip rate"),
-        ("clean_accuracy", "clean accuracy"), ("true_prob_drop", "true-class prob. drop"),
+        ("clean_accuracy", "clean accuracy"), ("attacked_accuracy", "accuracy with text"), ("true_prob_drop", "true-class prob. drop"),
         ("target_prob_rise", "target prob. rise"), ("n_images", "images"), ("n_excluded", "excluded"),
         ("final_text_size", "text size")]
-_META = {"n", "text_area", "attack_success_rate", "ci_low", "ci_high"}
+# measured columns of the sweep table; every other column is a swept parameter
+_META = {"n", "text_area", "attack_success_rate", "ci_low", "ci_high", "flip_rate", "mean_target_gain", "final_size"}
 
 
 def sweep_chart(df: pd.DataFrame):
-    """Dose-response: success vs text area (or the one swept parameter), one line per other parameter."""
+    """Dose-response: success vs text area, one line per setting of the other swept parameters.
+
+    Size-like parameters (size, text_size) set the text area itself, so they are the x axis,
+    not a grouping.
+    """
     params = [c for c in df.columns if c not in _META]
     x = "text_area" if "text_area" in df.columns else (params[0] if params else None)
     if x is None:
         return message("sweep table has no swept parameter")
-    varying = [p for p in params if p != x and df[p].nunique() > 1 and p != "text_size"]
-    return ci_line(df, x, "attack_success_rate", group=varying[0] if varying else None,
-                   title="Attack success vs written-text size (95% CI)", x_title=x)
+    others = [p for p in params if p != x and "size" not in p and df[p].nunique() > 1]
+    group = None
+    if others:
+        df = df.assign(_setting=df[others].astype(str).agg(", ".join, axis=1)) if len(others) > 1 else df
+        group = "_setting" if len(others) > 1 else others[0]
+    return ci_line(df, x, "attack_success_rate", group=group,
+                   title="Attack success vs written-text area (95% CI)", x_title=x)
 
 
 def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
@@ -52,6 +61,9 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
             table(by_class, formats=rate_fmt, table_id="typographic-by-class"))) if by_class is not None else None,
         guard("Dose-response sweep", lambda: section("Dose-response sweep", sweep_chart(sweep),
                                                      table(sweep, formats=rate_fmt))) if sweep is not None else None,
+        section("Dose-response by parameter", image(store, a, "images/typographic_dose.png", "dose-response", "wide-img"),
+                table(store.table(a, "typographic_dose"), formats=rate_fmt))
+        if store.table(a, "typographic_dose") is not None else None,
         section("Before / after examples", image(store, a, "images/typographic_examples.png", "typographic examples",
                                                   "wide-img")),
         section("Word search ranking", table(words, ["rank", "word", "source_class", "n", "mean_target_gain",

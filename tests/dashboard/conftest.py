@@ -30,44 +30,61 @@ def runs_root(synthetic_runs) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_runs(tmp_path_factory):
-    """Run folders written by the real audit functions on a tiny random-init model, when they exist.
-
-    Skips while the audit packages (built in parallel) are not importable or do not expose
-    ``audit(model, source, config, run=None)``.
-    """
-    import importlib
-
-    made = {}
-    root = tmp_path_factory.mktemp("real-runs")
+def real_run(tmp_path_factory, tiny_vit):
+    """``real_run(section)`` -> a run folder written by that real audit (tiny random-init toy-vit,
+    a few images), made on first use; skips while the audit package (built in parallel) is not
+    importable."""
     from clipaudit.data import open_source
-    from clipaudit.model import load_model
     from clipaudit.runs import RunFolder
 
-    model = None
-    for section, module_name, kind in (("typographic", "clipaudit.attacks.typographic", "object"),
-                                       ("adversarial", "clipaudit.attacks.adversarial", "object"),
-                                       ("bias", "clipaudit.bias", "person"),
-                                       ("neurons", "clipaudit.probes", "object")):
-        try:
-            mod = importlib.import_module(module_name)
-            audit = getattr(mod, "audit")
-            config_cls = next(getattr(mod, n) for n in dir(mod) if n.endswith("Config") and n[0].isupper())
-        except (ImportError, AttributeError, StopIteration):
-            continue
-        if model is None:
-            model = load_model("toy-vit", pretrained="none", device="cpu")
-        try:
-            source = open_source(f"toy:{16}", n=16, seed=0, kind=kind)
-            run = RunFolder.create(section, out=root / section, model=model, seed=0, argv=[section])
+    root = tmp_path_factory.mktemp("real-runs")
+    jobs = {}
+    try:
+        from clipaudit.attacks import TypographicConfig, typographic_audit
+
+        jobs["typographic"] = lambda run: typographic_audit(
+            tiny_vit, open_source("toy", n=16, seed=0, kind="object"),
+            TypographicConfig(target="pizza", n=16, n_resamples=200, examples=1, batch_size=16, sweep=["size=8,16"]),
+            run=run)
+    except ImportError:
+        pass
+    try:
+        from clipaudit.attacks.adversarial_audit import AdversarialConfig, audit as adversarial_audit
+
+        jobs["adversarial"] = lambda run: adversarial_audit(
+            tiny_vit, open_source("toy", n=12, seed=0, kind="object"),
+            AdversarialConfig(eps=2 / 255, steps=2, n=12, sanity_n=4, examples=1, batch_size=12), run=run)
+    except ImportError:
+        pass
+    try:
+        from clipaudit.bias import BiasConfig, audit as bias_audit
+
+        jobs["bias"] = lambda run: bias_audit(
+            tiny_vit, None, BiasConfig(dataset="toy:48", n=48, bootstrap=200, permutations=200, k=10), run=run)
+    except ImportError:
+        pass
+    try:
+        from clipaudit.probes import NeuronsConfig, audit as neurons_audit
+
+        jobs["neurons"] = lambda run: neurons_audit(
+            tiny_vit, open_source("toy", n=24, seed=0, kind="object"),
+            NeuronsConfig(n_images=24, top=1, steps=2, k=4, n_words=2, n_pictures=2, attribution_images=1,
+                          batch=24), run=run)
+    except ImportError:
+        pass
+    made = {}
+
+    def get(section: str) -> Path:
+        if section not in jobs:
+            pytest.skip(f"the {section} audit is not importable yet")
+        if section not in made:
+            run = RunFolder.create(section, out=root / section, model=tiny_vit, seed=0, argv=[section])
             with run:
-                audit(model, source, config_cls(), run=run).save(run)
+                jobs[section](run).save(run)
             made[section] = run.path
-        except Exception as err:  # an audit still being written must not break the dashboard's tests
-            print(f"real {section} run not made: {type(err).__name__}: {err}")
-    if not made:
-        pytest.skip("no audit package importable yet (clipaudit.probes / attacks / bias)")
-    return made
+        return made[section]
+
+    return get
 
 
 def _serve(app):

@@ -97,8 +97,8 @@ def test_bias_per_image_table_is_paired_and_group_table_is_not(tmp_path, synthet
     ids = [f"p{i}" for i in range(80)]
     base = pd.DataFrame({"id": ids, "skin": ["tone1"] * 40 + ["tone0"] * 40, "harmful": [0] * 80})
     worse = base.assign(harmful=[1] * 30 + [0] * 50)
-    a = _save(tmp_path, "a", Result("bias", {"bias_images": base}, {}, {"n_images": 80}))
-    b = _save(tmp_path, "b", Result("bias", {"bias_images": worse}, {}, {"n_images": 80}))
+    a = _save(tmp_path, "a", Result("bias", {"bias_predictions": base}, {}, {"n_images": 80}))
+    b = _save(tmp_path, "b", Result("bias", {"bias_predictions": worse}, {}, {"n_images": 80}))
     row = diff_runs(a, b).set_index("metric").loc["harmful_rate"]
     assert row["difference"] == pytest.approx(30 / 80) and row["ci_low"] > 0 and bool(row["paired"])
     grouped = diff_runs(synthetic_runs["bias"], synthetic_runs["bias"])
