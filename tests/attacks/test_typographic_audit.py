@@ -72,15 +72,24 @@ def test_parse_sweep_errors():
 # ------------------------------------------------------------------- meaning (trained toy)
 
 def test_default_attack_succeeds_on_the_toy(toy_model):
-    s = audit(toy_model, _clean(80), TypographicConfig(target="pizza", n_resamples=500)).summary
+    s = audit(toy_model, _clean(60), TypographicConfig(target="pizza", n_resamples=500)).summary
     assert s["attack_success_rate"] >= 0.60, s
     assert s["clean_accuracy"] > 0.5  # the clean scenes are read as what they picture
     assert s["target_prob_rise"] > 0.3
 
 
+def _nonword(target: str, seed: int = 0) -> str:
+    """A seeded random non-word sharing no letter with the target (so it spells no near-miss:
+    the toy reads letter shapes, and e.g. 'qxvzk' pushes it toward 'pizza' through the z)."""
+    letters = [c for c in "bcdfghjklmnpqrstvwxyz" + "aeiou" if c not in target]
+    rng = np.random.default_rng(seed)
+    return "".join(rng.choice(letters, size=6))
+
+
 def test_random_nonword_does_not_attack(toy_model):
-    s = audit(toy_model, _clean(80), TypographicConfig(target="pizza", word="qxvzk", n_resamples=500)).summary
-    assert s["attack_success_rate"] <= 0.10, s
+    word = _nonword("pizza")
+    s = audit(toy_model, _clean(60), TypographicConfig(target="pizza", word=word, n_resamples=500)).summary
+    assert s["attack_success_rate"] <= 0.10, (word, s)
 
 
 def test_success_rises_with_size_and_falls_with_opacity(toy_model):
