@@ -20,8 +20,8 @@ CFG = BiasConfig(bootstrap=1000, permutations=2000, k=50, seed=0)
 
 @pytest.fixture(scope="module")
 def people(toy_model):
-    """(model, embeddings of ~1,000 toy people without props, held-out seed)."""
-    src = toy_people_source(1600, seed=4321, props=False)
+    """(model, embeddings of ~650 toy people without props, held-out seed)."""
+    src = toy_people_source(1000, seed=4321, props=False)
     return toy_model, embed_images(toy_model, src, batch_size=128)
 
 
