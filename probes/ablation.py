@@ -35,9 +35,13 @@ def write_word_on(images: list, word: str, seed: int) -> list[Image.Image]:
 
 
 @torch.no_grad()
-def _predict(head, pixels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    out = [head(pixels[i:i + batch_size]).argmax(1).cpu() for i in range(0, len(pixels), batch_size)]
+def _probs(head, pixels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    out = [torch.softmax(head(pixels[i:i + batch_size]).float(), -1).cpu() for i in range(0, len(pixels), batch_size)]
     return torch.cat(out)
+
+
+def _predict(head, pixels: torch.Tensor) -> torch.Tensor:
+    return _probs(head, pixels).argmax(1)
 
 
 def ablation_check(model, layer: Layer, groups: dict[str, Sequence[int]], classes: Sequence[str],
@@ -53,8 +57,10 @@ def ablation_check(model, layer: Layer, groups: dict[str, Sequence[int]], classe
         mode: ``zero`` or ``mean`` (needs ``means``, (N,) per-neuron means from the scan).
 
     Returns:
-        rows: concept, neurons, measure (accuracy | typographic_success), before, after, delta,
-        other_delta (mean delta of the other classes; NaN for typographic).
+        rows: concept, neurons, measure (accuracy | true_prob | typographic_success), before, after,
+        delta, other_delta (mean delta of the other classes; NaN for typographic). ``true_prob``
+        is the mean zero-shot probability of the true class: it still moves when accuracy is
+        saturated at 1.
     """
     if mode not in ABLATIONS:
         raise ClipauditError(f"unknown ablation {mode!r}; valid: {', '.join(ABLATIONS)}")
@@ -67,10 +73,12 @@ def ablation_check(model, layer: Layer, groups: dict[str, Sequence[int]], classe
     pix = {c: _to_pixels(model, p) for c, p in pics.items() if p}
     labels = {c: classes.index(c) for c in pix}
 
-    def accuracies() -> dict[str, float]:
-        return {c: float((_predict(head, p) == labels[c]).float().mean()) for c, p in pix.items()}
+    def measures() -> tuple[dict[str, float], dict[str, float]]:
+        probs = {c: _probs(head, p) for c, p in pix.items()}
+        return ({c: float((pr.argmax(1) == labels[c]).float().mean()) for c, pr in probs.items()},
+                {c: float(pr[:, labels[c]].mean()) for c, pr in probs.items()})
 
-    base_acc = accuracies()
+    base_acc, base_prob = measures()
     rows = []
     for concept, ids in groups.items():
         if concept not in classes or not ids:
@@ -82,13 +90,15 @@ def ablation_check(model, layer: Layer, groups: dict[str, Sequence[int]], classe
         before_atk = float((_predict(head, atk_pix) == target).float().mean()) if attacked else float("nan")
         value = means[list(ids)].float() if mode == "mean" else 0.0
         with ablate(model, layer, list(ids), value):
-            acc = accuracies()
+            acc, prob = measures()
             after_atk = float((_predict(head, atk_pix) == target).float().mean()) if attacked else float("nan")
-        other_delta = float(np.mean([acc[c] - base_acc[c] for c in others])) if others else float("nan")
         nid = ";".join(str(i) for i in ids)
-        if concept in pix:
-            rows.append({"concept": concept, "neurons": nid, "measure": "accuracy", "before": base_acc[concept],
-                         "after": acc[concept], "delta": acc[concept] - base_acc[concept], "other_delta": other_delta})
+        for measure, before, after in (("accuracy", base_acc, acc), ("true_prob", base_prob, prob)):
+            if concept in pix:
+                other = float(np.mean([after[c] - before[c] for c in others])) if others else float("nan")
+                rows.append({"concept": concept, "neurons": nid, "measure": measure, "before": before[concept],
+                             "after": after[concept], "delta": after[concept] - before[concept],
+                             "other_delta": other})
         rows.append({"concept": concept, "neurons": nid, "measure": "typographic_success", "before": before_atk,
                      "after": after_atk, "delta": after_atk - before_atk, "other_delta": float("nan")})
     return pd.DataFrame(rows, columns=["concept", "neurons", "measure", "before", "after", "delta", "other_delta"])

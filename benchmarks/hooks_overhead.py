@@ -1,0 +1,62 @@
+"""Issue 2 benchmark: the cost of a hooked activation scan over a bare image forward.
+
+For random-init RN50 and ViT-B-32 (224 px, CPU, batch 16): time ``encode_images`` alone and
+``encode_images`` inside ``hooks.capture`` at ``penultimate`` with every neuron reduced to
+(B, N) by ``hooks.neurons``, on the same batches, alternating the two so machine load hits both
+alike. Prints the median ratio hooked / bare (goal <= 1.05).
+
+Run: python benchmarks/hooks_overhead.py [--repeats 5] [--models RN50,ViT-B-32]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+
+
+def measure(name: str, batch: int, repeats: int) -> tuple[float, float, float]:
+    from clipaudit.hooks import capture, neurons, resolve_layer
+    from clipaudit.model import load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_model(name, pretrained="none", device="cpu")
+    layer = resolve_layer(model, "penultimate")
+    x = torch.rand(batch, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(0))
+    bare, hooked = [], []
+    with torch.no_grad():
+        model.encode_images(x)  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model.encode_images(x)
+            bare.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            with capture(model, layer) as acts:
+                model.encode_images(x)
+                neurons(acts[layer.path], layer.layout).sum().item()
+            hooked.append(time.perf_counter() - t)
+    b, h = statistics.median(bare), statistics.median(hooked)
+    return b, h, h / b
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="RN50,ViT-B-32")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"hooked penultimate scan vs bare encode_images  (CPU, batch {args.batch}, "
+          f"{args.threads} thread(s), median of {args.repeats})")
+    for name in args.models.split(","):
+        b, h, r = measure(name, args.batch, args.repeats)
+        print(f"{name:10s} bare {b * 1000:8.1f} ms  hooked {h * 1000:8.1f} ms  ratio {r:.3f}  "
+              f"({'meets' if r <= 1.05 else 'misses'} goal <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()

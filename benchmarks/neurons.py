@@ -1,0 +1,98 @@
+"""Issue 4 benchmark: scan throughput and batched feature visualisation.
+
+1. Scan: ``probes.scan`` (hooks + per-batch top-k merge + moments + embeddings) against bare
+   ``encode_images`` over the same source batches (decoding included in both).
+   Reported: throughput ratio = bare time / scan time (goal >= 0.95).
+2. Feature vis: K = 16 neurons rendered in one batch against 16 one-neuron renders of the
+   same steps. Reported: speed-up = sequential time / batched time (goal >= 0.7 x 16 = 11.2).
+
+Models: the toy (trained weights when shipped, else random init), random-init RN50 and
+ViT-B-32; CPU, plus CUDA when present. Run: python benchmarks/neurons.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+
+
+def _load(name: str, device: str):
+    from clipaudit.model import load_model
+    from clipaudit.toy import weights_path
+
+    pretrained = None if name.startswith("toy") and weights_path(name).is_file() else "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_model(name, pretrained=pretrained, device=device), pretrained or "shipped"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_scan(model, n: int, batch: int, device: str) -> tuple[float, float]:
+    from clipaudit.data import toy_source
+    from clipaudit.probes.scan import scan
+
+    src = toy_source(n, seed=9)
+    list(src.batches(model, batch))  # warm caches (fonts, PIL)
+    with torch.no_grad():
+        _sync(device)
+        t = time.perf_counter()
+        for b in src.batches(model, batch):
+            model.encode_images(b.pixels.to(model.device))
+        _sync(device)
+        bare = time.perf_counter() - t
+    t = time.perf_counter()
+    scan(model, src, "penultimate", k=50, batch_size=batch)
+    _sync(device)
+    scanned = time.perf_counter() - t
+    return bare, scanned
+
+
+def bench_featvis(model, k: int, steps: int, device: str) -> tuple[float, float]:
+    from clipaudit.probes.featvis import FeatVisConfig, render
+
+    cfg = FeatVisConfig(steps=steps)
+    ids = list(range(k))
+    render(model, "penultimate", [0], FeatVisConfig(steps=1))  # warm-up (kornia, lucent)
+    _sync(device)
+    t = time.perf_counter()
+    render(model, "penultimate", ids, cfg, seed=0)
+    _sync(device)
+    batched = time.perf_counter() - t
+    t = time.perf_counter()
+    for n in ids:
+        render(model, "penultimate", [n], cfg, seed=0)
+    _sync(device)
+    return batched, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="toy-vit,toy-rn,RN50,ViT-B-32")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="fewer images and steps (2 shared CPU cores)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"{'model':9s} {'weights':8s} {'dev':4s} | scan: bare s  scan s  ratio (>=0.95) | "
+          f"featvis K=16: batched s  16x seq s  speed-up (>=11.2)")
+    for device in devices:
+        for name in args.models.split(","):
+            big = not name.startswith("toy")
+            n = (64 if args.quick else 256) if big else (512 if args.quick else 2048)
+            steps = (2 if args.quick else 8) if big and device == "cpu" else (16 if args.quick else 64)
+            model, weights = _load(name, device)
+            bare, scanned = bench_scan(model, n, 16 if big else 64, device)
+            batched, seq = bench_featvis(model, 16, steps, device)
+            print(f"{name:9s} {weights:8s} {device:4s} | {bare:7.2f} {scanned:7.2f}  {bare / scanned:5.3f}"
+                  f"          | {batched:8.2f} {seq:9.2f}  {seq / batched:5.2f}x   "
+                  f"(n={n}, steps={steps})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
