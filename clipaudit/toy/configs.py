@@ -23,7 +23,7 @@ TOY_CONFIGS: dict[str, dict] = {
         "text_cfg": _TEXT,
     },
 }
-TOY_ALIASES = {"toy": "toy-vit"}
+TOY_ALIASES = {"toy": "toy-rn"}
 
 
 def toy_names() -> list[str]:
