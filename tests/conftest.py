@@ -46,13 +46,13 @@ def _shipped(name: str):
 
 @pytest.fixture(scope="session")
 def toy_vit():
-    """The shipped, trained toy-vit (the default ``toy``)."""
+    """The shipped, trained toy-vit."""
     return _shipped("toy-vit")
 
 
 @pytest.fixture(scope="session")
 def toy_rn():
-    """The shipped, trained toy-rn."""
+    """The shipped, trained toy-rn (the default ``toy``)."""
     return _shipped("toy-rn")
 
 

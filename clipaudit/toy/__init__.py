@@ -13,7 +13,7 @@ def weights_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.safetensors"
 
 
-def load_facts(name: str = "toy-vit") -> dict:
+def load_facts(name: str = "toy") -> dict:
     """The planted facts (``facts.json``) written beside a variant's shipped weights."""
     from clipaudit.toy.configs import canonical_toy_name
 
