@@ -159,3 +159,27 @@ def test_callbacks_through_the_dash_server(runs_root):
     df = pd.read_csv(runs_root / "neurons-synth" / "neurons.csv")
     n_pizza = int(df["labels"].str.contains("pizza").sum())
     assert body[ids.NEURON_COUNT]["children"].startswith(f"{n_pizza} of {len(df)} neurons")
+
+
+def test_kpi_shows_its_ci(store):
+    tree = render_page(store, "/typographic", "typographic-ck1", None)
+    s = store.get("typographic-ck1").summary["typographic"]
+    ci = by_id(tree, ids.kpi("typographic", "attack_success_rate") + "-ci").children
+    assert ci == f"[{fmt_rate(s['attack_success_ci'][0])}, {fmt_rate(s['attack_success_ci'][1])}]"
+
+
+def test_compare_modelcard_panel_shows_both_runs(store):
+    tree = render_page(store, "/compare", "typographic-ck1", "typographic-ck2")
+    panel = by_id(tree, ids.MODELCARD)
+    typo = next(n for n in walk(panel) if getattr(n, "__dict__", {}).get("data-limitation") == "L-typographic")
+    got = text(typo)
+    for name, tag in (("typographic-ck1", "A:"), ("typographic-ck2", "B:")):
+        value = store.get(name).summary["typographic"]["attack_success_rate"]
+        assert tag in got and fmt_rate(value) in got
+
+
+def test_overview_links_choose_runs(store):
+    tree = render_page(store, "/", "typographic-ck1", None)
+    hrefs = [getattr(n, "href", "") for n in walk(tree) if getattr(n, "href", None)]
+    assert "/compare?a=typographic-ck1&b=typographic-ck2" in hrefs
+    assert "/?a=bias-synth" in hrefs
