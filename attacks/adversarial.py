@@ -306,7 +306,8 @@ def _apgd_checkpoints(steps: int) -> set[int]:
     p = [0.0, 0.22]
     while p[-1] < 1.0:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return {math.ceil(q * steps) for q in p[1:] if math.ceil(q * steps) < steps}
+    marks = {math.ceil(q * steps - 1e-9) for q in p[1:]}
+    return {m for m in marks if m < steps}
 
 
 @torch.no_grad()

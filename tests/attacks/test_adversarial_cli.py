@@ -1,0 +1,65 @@
+"""``clipaudit adversarial`` from the command line: bad input is one line + exit 2."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from clipaudit.cli import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on the shared 2-core machine two threads spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+BASE = ["adversarial", "--model", "toy-vit", "--pretrained", "none", "--device", "cpu", "--n", "4",
+        "--steps", "2", "--sanity-n", "4", "--examples", "1"]
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--eps", "-1/255"], "negative"),
+    (["--eps", "2"], "above 1"),
+    (["--eps", "four/255"], "cannot read --eps"),
+    (["--eps-sweep", "0,1/255,x"], "cannot read --eps-sweep"),
+    (["--eps-sweep", "0,1.5"], "above 1"),
+    (["--steps", "0"], "--steps must be >= 1"),
+    (["--restarts", "0"], "--restarts must be >= 1"),
+    (["--step-size", "0"], "--step-size must be > 0"),
+    (["--target", "  "], "--target is empty"),
+    (["--target", " ".join(["verylongword"] * 20)], "too long"),
+    (["--images", "/no/such/folder"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(flags, needle, capsys, tmp_path):
+    code = main(BASE + ["--out", str(tmp_path / "run")] + flags)
+    err = capsys.readouterr().err
+    assert code == 2
+    line = [l for l in err.splitlines() if l.startswith("error:")]
+    assert len(line) == 1 and needle in line[0], err
+    assert "Traceback" not in err
+
+
+def test_images_that_all_fail_to_load(capsys, tmp_path):
+    bad = tmp_path / "imgs"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"not a png")
+    code = main(BASE + ["--images", str(bad), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no image could be loaded" in err and "x.png" not in err.split("first:")[0]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+
+
+def test_cli_run_prints_headline_and_writes_summary(capsys, tmp_path):
+    code = main(BASE + ["--eps", "0.0314", "--target", "pizza", "--eps-sweep", "0,2/255",
+                        "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "robust accuracy" in out and "sanity:" in out
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())["adversarial"]
+    assert s["eps"] == pytest.approx(0.0314) and s["target"] == "pizza" and s["eps_sweep"][:2] == [0.0, 2 / 255]
+    assert f"{s['attack_success_rate']:.3f}" in out
