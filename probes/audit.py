@@ -24,7 +24,7 @@ from clipaudit.probes.featvis import FeatVisConfig, render
 from clipaudit.probes.labels import LabelConfig, embed_concepts, label_accuracy, label_scan, read_concepts
 from clipaudit.probes.multimodal import (MultimodalConfig, PictureFn, concept_responses, multimodality_table,
                                          rank_multimodal, source_pictures, toy_pictures)
-from clipaudit.probes.scan import ScanResult, scan
+from clipaudit.probes.scan import ScanResult, distributed_context, scan
 
 SECTION = "neurons"
 
@@ -137,6 +137,10 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
         ``neuron_multimodality`` (and ``ablation`` with ``config.ablate``), images
         ``featvis_<n>``, ``top_<n>``, ``attr_<n>``, and the ``neurons`` summary section.
 
+    Under ``torchrun`` (a default process group is initialised) the scan runs data-parallel:
+    each rank scans its shard and the states merge exactly; the later stages are small and
+    run on every rank alike (pass ``run`` on rank 0 only).
+
     Raises:
         ClipauditError: unknown layer, neuron out of range, bad concept file, bad settings.
     """
@@ -165,8 +169,9 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
 
     # 1. scan
     say(f"scanning {len(source)} images at {layer.path} ({layer.layout}, {layer.n_neurons} neurons)")
+    rank, world = distributed_context()
     sr: ScanResult = scan(model, source, layer, k=config.k, batch_size=config.batch, tokens=config.tokens,
-                          progress=progress)
+                          progress=progress, rank=rank, world_size=world)
     table = sr.stats_table()
     save_table("neurons", table)
     save_table("neuron_top_images", sr.top_images_table(source.items, range(layer.n_neurons)))

@@ -51,6 +51,7 @@ def run_neurons(args: argparse.Namespace) -> int:
     from clipaudit.hooks import resolve_layer
     from clipaudit.probes.audit import audit, config_dict
     from clipaudit.probes.labels import read_concepts
+    from clipaudit.probes.scan import init_distributed_from_env
     from clipaudit.runs import RunFolder
 
     config = config_from_args(args)
@@ -62,7 +63,12 @@ def run_neurons(args: argparse.Namespace) -> int:
     if config.neurons:
         layer.check_neurons(config.neurons)
     source = open_source(config.images, n=config.n_images, seed=config.seed + 1234)
-    run = RunFolder.create("neurons", args.out, model=model, seed=config.seed, config=config_dict(config))
+    rank, world = init_distributed_from_env(model.device)  # torchrun: data-parallel scan
+    if rank != 0:
+        audit(model, source, config)
+        return 0
+    run = RunFolder.create("neurons", args.out, model=model, seed=config.seed,
+                           config={**config_dict(config), "world_size": world})
     with run:
         result = audit(model, source, config, run=run, progress=progress,
                        log=lambda m: print(m, file=sys.stderr, flush=True))
