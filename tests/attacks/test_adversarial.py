@@ -110,12 +110,14 @@ def test_targeted_attack_reaches_target_and_beats_noise(vit_setup):
 
 
 def test_more_steps_never_weaker_per_image(vit_setup):
-    """The best iterate is kept, so with the same start more APGD steps keep every success."""
+    """The best iterate is kept: with the same start and step, 20 steps keep every success and
+    every loss that 5 steps reached."""
     _, head, x, y = vit_setup
-    few = attack(Objective(head, y), x, "apgd", 2 / 255, "linf", steps=5, seed=1, early_stop=False)
-    many = attack(Objective(head, y), x, "apgd", 2 / 255, "linf", steps=20, seed=1, early_stop=False)
-    assert int(many.success.sum()) >= int(few.success.sum())
-    assert bool((many.loss >= few.loss - 1e-4).float().mean() >= 0.75)
+    kw = dict(attack="pgd", eps=2 / 255, norm="linf", step_size=0.5 / 255, seed=1, early_stop=False)
+    few = attack(Objective(head, y), x, steps=5, **kw)
+    many = attack(Objective(head, y), x, steps=20, **kw)
+    assert bool((many.success | ~few.success).all())
+    assert bool((many.loss >= few.loss - 1e-5).all())
 
 
 def test_embedding_mode_pulls_toward_target_text(vit_setup):

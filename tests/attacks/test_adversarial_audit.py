@@ -64,7 +64,7 @@ def test_sanity_passes_for_a_real_attack_and_flags_a_masked_gradient(tiny_vit, m
     cfg = AdversarialConfig(attack="fgsm", eps=8 / 255, sanity_n=12, examples=0, batch_size=12)
     honest = audit(tiny_vit, _unlabelled(), cfg)
     sanity = honest.tables["adversarial_sanity"].set_index("check")["passed"]
-    assert honest.summary["attack_success_rate"] > 0.3
+    assert honest.summary["attack_success_rate"] > 0.2
     assert bool(sanity["beats_random_noise"]) and honest.summary["sanity_passed"]
 
     def masked(objective, x, idx):  # a model whose gradient is zero: the attack cannot move

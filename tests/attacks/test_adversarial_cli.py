@@ -49,7 +49,8 @@ def test_images_that_all_fail_to_load(capsys, tmp_path):
     (bad / "x.png").write_bytes(b"not a png")
     code = main(BASE + ["--images", str(bad), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert code == 2 and "no image could be loaded" in err and "x.png" not in err.split("first:")[0]
+    assert code == 2 and "no image could be loaded (1 skipped" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "skipped.csv").read_text().splitlines()[1].startswith("x.png,")
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed"
 
