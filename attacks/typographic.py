@@ -254,19 +254,17 @@ _SPOTS = {"center": (0.5, 0.5), "top": (0.5, 0.0), "bottom": (0.5, 1.0), "left":
           "bottom-left": (0.0, 1.0), "bottom-right": (1.0, 1.0)}
 
 
-def _layer(word: str, style: TextStyle, size: int, image_size: int,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The full-image text layer for one image: ink (S,S,3), alpha (S,S), facts."""
+def _layer(word: str, style: TextStyle, size: int, image_size: int, rng: np.random.Generator,
+           ink: np.ndarray, alpha: np.ndarray) -> dict:
+    """Draw one image's text layer into ``ink`` (S,S,3) and ``alpha`` (S,S) (zeros on entry,
+    views into the batch arrays, so nothing per image is allocated); returns its facts."""
     s = image_size
-    angle = float(rng.uniform(-style.rotation, style.rotation)) if style.rotation else 0.0
-    angle = round(angle, 1)
+    angle = round(float(rng.uniform(-style.rotation, style.rotation)), 1) if style.rotation else 0.0
     ink_stamp, alpha_stamp = _stamp(word, style, size, s, angle)
     h, w = alpha_stamp.shape
-    ink = np.zeros((s, s, 3), np.float32)
-    alpha = np.zeros((s, s), np.float32)
     cols, rows = _cells(int(style.repeat))
     margin = _pad(s)
-    xs, ys = [], []
+    first = None
     for k in range(int(style.repeat)):
         cx0, cy0 = (k % cols) * s / cols, (k // cols) * s / rows
         cw, ch = s / cols, s / rows
@@ -276,19 +274,20 @@ def _layer(word: str, style: TextStyle, size: int, image_size: int,
             fx, fy = float(rng.random()), float(rng.random())
         else:
             fx, fy = 0.5, 0.5
-        x = int(round(cx0 + margin + fx * max(0.0, cw - w - 2 * margin)))
-        y = int(round(cy0 + margin + fy * max(0.0, ch - h - 2 * margin)))
+        x = int(cx0 + margin + fx * max(0.0, cw - w - 2 * margin) + 0.5)
+        y = int(cy0 + margin + fy * max(0.0, ch - h - 2 * margin) + 0.5)
         x, y = min(max(x, 0), max(0, s - w)), min(max(y, 0), max(0, s - h))
         xe, ye = min(s, x + w), min(s, y + h)
         a = alpha_stamp[: ye - y, : xe - x]
-        region = alpha[y:ye, x:xe]
-        # "over" compositing of overlapping copies (only rotation makes them touch)
-        ink[y:ye, x:xe] = ink_stamp[: ye - y, : xe - x] * a[..., None] + ink[y:ye, x:xe] * (1 - a[..., None])
-        alpha[y:ye, x:xe] = a + region * (1 - a)
-        xs.append(x)
-        ys.append(y)
-    facts = {"final_size": size, "x": xs[0], "y": ys[0], "angle": angle}
-    return ink, alpha, facts
+        if k == 0:  # nothing under the first copy yet
+            ink[y:ye, x:xe] = ink_stamp[: ye - y, : xe - x]
+            alpha[y:ye, x:xe] = a
+        else:  # "over" compositing where copies overlap (only rotation makes them touch)
+            region = alpha[y:ye, x:xe]
+            ink[y:ye, x:xe] = ink_stamp[: ye - y, : xe - x] * a[..., None] + ink[y:ye, x:xe] * (1 - a[..., None])
+            alpha[y:ye, x:xe] = a + region * (1 - a)
+        first = first or (x, y)
+    return {"final_size": size, "x": first[0], "y": first[1], "angle": angle}
 
 
 def render(pixels: torch.Tensor, word: str, style: TextStyle = TextStyle(), seed: int = 0,
@@ -321,20 +320,17 @@ def render(pixels: torch.Tensor, word: str, style: TextStyle = TextStyle(), seed
     if len(keys) != b:
         raise ValueError(f"keys must have one entry per image ({b}), got {len(keys)}")
     deterministic = style.position != "random" and not style.rotation
-    inks, alphas, facts = [], [], []
-    cached = None
-    for k in keys:
-        if deterministic and cached is not None:
-            ink, alpha, fact = cached
-        else:
-            ink, alpha, fact = _layer(word, style, size, s, np.random.default_rng((seed, k)))
-            if deterministic:
-                cached = (ink, alpha, fact)
-        inks.append(ink)
-        alphas.append(alpha)
-        facts.append({**fact, "text_area": float((alpha > 0).mean() * 100.0)})
-    ink_t = torch.from_numpy(np.stack(inks)).permute(0, 3, 1, 2).to(pixels.device, pixels.dtype)
-    alpha_t = torch.from_numpy(np.stack(alphas))[:, None].to(pixels.device, pixels.dtype) * float(style.opacity)
+    n_layers = 1 if deterministic else b
+    ink = np.zeros((n_layers, s, s, 3), np.float32)
+    alpha = np.zeros((n_layers, s, s), np.float32)
+    facts = []
+    for i, k in enumerate(keys[:n_layers]):
+        fact = _layer(word, style, size, s, np.random.default_rng((seed, k)), ink[i], alpha[i])
+        facts.append({**fact, "text_area": float(np.count_nonzero(alpha[i]) * 100.0 / (s * s))})
+    if deterministic:  # one layer serves the whole batch (broadcast, not copied)
+        facts = [dict(facts[0]) for _ in range(b)]
+    ink_t = torch.from_numpy(ink).permute(0, 3, 1, 2).to(pixels.device, pixels.dtype)
+    alpha_t = torch.from_numpy(alpha)[:, None].to(pixels.device, pixels.dtype) * float(style.opacity)
     out = torch.where(alpha_t > 0, pixels * (1 - alpha_t) + ink_t * alpha_t, pixels).clamp_(0.0, 1.0)
     return Rendered(out, facts)
 
