@@ -22,7 +22,7 @@ BASE = ["adversarial", "--model", "toy-vit", "--pretrained", "none", "--device",
 
 
 @pytest.mark.parametrize("flags,needle", [
-    (["--eps", "-1/255"], "negative"),
+    (["--eps=-1/255"], "negative"),
     (["--eps", "2"], "above 1"),
     (["--eps", "four/255"], "cannot read --eps"),
     (["--eps-sweep", "0,1/255,x"], "cannot read --eps-sweep"),
