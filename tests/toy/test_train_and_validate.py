@@ -1,0 +1,56 @@
+"""Training runs and is deterministic; the shipped weights meet the validation floors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from clipaudit.toy.train import TrainConfig, train
+
+TINY = {"embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 1, "width": 32, "head_width": 16, "mlp_ratio": 2.0, "patch_size": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+def test_few_steps_lower_the_loss_and_repeat_exactly(tmp_path):
+    logs = []
+    cfg = TrainConfig(arch="vit", seed=3, steps=12, batch_size=16, lr=3e-3, log_every=1, threads=1)
+    m1 = train(cfg, tmp_path / "a", model_config=TINY, progress=logs.append)
+    assert logs[-1]["loss"] < logs[0]["loss"]
+    m2 = train(cfg, None, model_config=TINY)
+    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    facts = json.loads((tmp_path / "a" / "toy-vit.facts.json").read_text())
+    assert facts["training"]["steps"] == 12 and facts["planted"]["crime_skew"]["word"] == "criminal"
+    assert (tmp_path / "a" / "toy-vit.safetensors").stat().st_size > 0
+
+
+def test_recipe_cycles():
+    assert TrainConfig(arch="vit").n_steps == sum(s for s, _ in TrainConfig(arch="vit").cycles)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        TrainConfig(steps=0).cycles
+    with pytest.raises(ValueError, match="unknown arch"):
+        TrainConfig(arch="cnn").model_name
+
+
+def test_shipped_weights_size_and_facts():
+    from clipaudit.toy import WEIGHTS_DIR, load_facts
+
+    for path in WEIGHTS_DIR.glob("*.safetensors"):
+        assert path.stat().st_size <= 25 * 1024 * 1024
+    assert load_facts("toy")["planted"]["weat"]["value"] == "child"
+
+
+@pytest.mark.slow
+def test_shipped_toy_meets_validation_floors(toy_model):
+    from clipaudit.toy.validate import validate
+
+    result = validate(toy_model, n=200, seed=1)
+    table = result.table.set_index("check")
+    assert table.loc["clean_accuracy", "value"] >= 0.85
+    assert table.loc["typographic_success", "value"] >= 0.60
+    assert table.loc["nonword_success", "value"] <= 0.10
+    assert table.loc["crime_rate_ratio_planted_skin", "ci_low"] > 1.0
+    row = table.loc["crime_rate_ratio_control_hair"]
+    assert row["ci_low"] <= 1.0 <= row["ci_high"]
