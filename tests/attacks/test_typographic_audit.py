@@ -119,7 +119,9 @@ def test_success_rises_with_size_and_falls_with_opacity(reading_toy):
     res = audit(reading_toy, _clean(48), TypographicConfig(target="pizza", sweep=["opacity=0,0.15,0.4,1"],
                                                           n_resamples=200, examples=0))
     rate = res.tables["typographic_sweep"].set_index("opacity")["attack_success_rate"]
-    assert rate[1.0] >= 0.6 and rate[0.0] <= 0.1 and rate[0.0] < rate[0.4] <= rate[1.0] + 0.05, rate
+    # falls toward opacity 0: full success when opaque, none when invisible, never rising as it fades
+    assert rate[1.0] >= 0.6 and rate[0.0] <= 0.1, rate
+    assert all(a <= b + 0.05 for a, b in zip(rate.to_numpy()[:-1], rate.to_numpy()[1:])), rate
 
 
 def test_the_decks_apple_ipod_example(reading_toy, tmp_path):
