@@ -71,20 +71,13 @@ def test_parse_sweep_errors():
 
 # ------------------------------------------------------------------- meaning (trained toy)
 
-@pytest.fixture(scope="module")
-def reading_toy(toy_model):
-    """The trained toy, provided it reads the world's *own* written words (the planted fact,
-    checked without our renderer); otherwise the meaning tests xfail with the measured rate."""
-    from clipaudit.toy.world import OBJECT_CLASSES
-    from clipaudit.zeroshot import predict_probs
-
-    src = toy_source(n=32, seed=4321, kind="object", label="apple", word="pizza")
-    head = toy_model.classifier(list(OBJECT_CLASSES))
-    batch = next(src.batches(toy_model, 32))
-    rate = float((predict_probs(head, batch.pixels).argmax(1) == OBJECT_CLASSES.index("pizza")).float().mean())
-    if rate < 0.3:
-        pytest.xfail(f"{toy_model.name} does not read the toy world's own written words "
-                     f"({rate:.0%} of apples labelled 'pizza' read as pizza): the planted fact was not learned")
+@pytest.fixture
+def reading_toy(toy_model, request):
+    """The trained toy. toy-rn reads the world's written words (0.945 in validation) and must
+    pass; the shipped toy-vit does not (0.163), so its cases are strict xfails, not lower bars."""
+    if toy_model.name == "toy-vit":
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="the shipped toy-vit has not learned to read (validation typographic success 0.163)"))
     return toy_model
 
 def test_default_attack_succeeds_on_the_toy(reading_toy):
