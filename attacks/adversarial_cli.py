@@ -41,15 +41,14 @@ def _fmt_eps(eps: float) -> str:
 def _cmd(args: argparse.Namespace) -> int:
     from clipaudit.attacks.adversarial_audit import SECTION, audit
     from clipaudit.cli import model_from_args, progress
-    from clipaudit.data import open_source, toy_source
+    from clipaudit.data import open_source
     from clipaudit.runs import RunFolder
 
     cfg = config_from_args(args)  # bad flags fail before the model loads
     model = model_from_args(args)
     cfg.validate(model.image_size)
-    source = open_source(cfg.images, n=cfg.n, seed=1234 + cfg.seed)
-    if source.description.startswith("toy"):  # clean object scenes: the true class is the label
-        source = toy_source(len(source), seed=1234 + cfg.seed, kind="object", text=False)
+    # on the toy: clean object scenes, so the true class is the label
+    source = open_source(cfg.images, n=cfg.n, seed=1234 + cfg.seed, kind="object", text=False)
     transfer = None
     if args.transfer_to:
         import warnings

@@ -8,16 +8,9 @@ from clipaudit.errors import ClipauditError
 
 def _open_images(spec: str, n: int, seed: int):
     """The toy default is clean object scenes (no written words), so the only text is ours."""
-    from clipaudit.data import open_source, toy_source
+    from clipaudit.data import open_source
 
-    if spec == "toy" or spec.startswith("toy:"):
-        if ":" in spec:
-            try:
-                n = int(spec.split(":", 1)[1])
-            except ValueError:
-                raise ClipauditError(f"bad toy source {spec!r}; use toy or toy:N (N images)") from None
-        return toy_source(n=n, seed=1234 + seed, kind="object", text=False)
-    return open_source(spec)
+    return open_source(spec, n=n, seed=1234 + seed, kind="object", text=False)
 
 
 def _fmt_ci(ci) -> str:

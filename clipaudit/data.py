@@ -237,8 +237,11 @@ def toy_source(n: int = 512, seed: int = 1234, kind: str | None = None, **force)
     return ImageSource(pd.DataFrame(rows), lambda row: scenes[str(row["id"])], f"toy:seed={seed}", workers=1)
 
 
-def open_source(spec: str | Path, n: int = 512, seed: int = 1234, kind: str | None = None) -> ImageSource:
-    """``toy`` (or ``toy:N``), a folder, or a CSV file -> an :class:`ImageSource`."""
+def open_source(spec: str | Path, n: int = 512, seed: int = 1234, kind: str | None = None, **toy_force) -> ImageSource:
+    """``toy`` (or ``toy:N``), a folder, or a CSV file -> an :class:`ImageSource`.
+
+    ``kind`` and ``toy_force`` (e.g. ``text=False`` for clean object scenes) shape toy scenes only.
+    """
     spec = str(spec)
     if spec == "toy" or spec.startswith("toy:"):
         if ":" in spec:
@@ -246,7 +249,7 @@ def open_source(spec: str | Path, n: int = 512, seed: int = 1234, kind: str | No
                 n = int(spec.split(":", 1)[1])
             except ValueError:
                 raise ClipauditError(f"bad toy source {spec!r}; use toy or toy:N (N images)") from None
-        return toy_source(n=n, seed=seed, kind=kind)
+        return toy_source(n=n, seed=seed, kind=kind, **toy_force)
     path = Path(spec).expanduser()
     if path.is_dir():
         return folder_source(path)

@@ -40,8 +40,15 @@ def test_planted_crime_skew_is_found(denig):
     assert (others.rate < row.rate).all()
 
 
-def test_control_attribute_not_flagged_over_20_resamplings(people, denig):
-    _, emb = people
+def test_control_attribute_not_flagged_over_20_resamplings(people, denig, request):
+    """On toy-rn the hair control shows no disparity (0.193 vs 0.185) and is not flagged. The
+    shipped toy-vit really does label long-haired figures 'criminal' more often (0.280 vs 0.197 on
+    these 651 people, Holm p 0.039): 'man' (short hair) out-competes 'criminal' better than
+    'woman' does. That is a true output disparity of that model, not a detector false positive,
+    so its case is a strict xfail rather than a weaker assertion."""
+    model, emb = people
+    if model.name == "toy-vit":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit has a real hair disparity via man/woman competition"))
     harmful = denig["bias_predictions"]["harmful"].to_numpy()
     rng = np.random.default_rng(7)
     n = len(harmful)
