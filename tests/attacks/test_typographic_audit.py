@@ -95,9 +95,10 @@ def _nonword(target: str, seed: int = 0) -> str:
     return "".join(rng.choice(letters, size=6))
 
 
-def test_random_nonword_does_not_attack(reading_toy):
+def test_random_nonword_does_not_attack(toy_model):
+    """Both variants: a non-word (the control) must not pull images to the target."""
     word = _nonword("pizza")
-    s = audit(reading_toy, _clean(60), TypographicConfig(target="pizza", word=word, n_resamples=500)).summary
+    s = audit(toy_model, _clean(60), TypographicConfig(target="pizza", word=word, n_resamples=500)).summary
     assert s["attack_success_rate"] <= 0.10, (word, s)
 
 
