@@ -21,15 +21,15 @@ def audit_plan(args: argparse.Namespace) -> dict[str, list[str]]:
     quick = args.quick
     return {
         "neurons": ["neurons", "--layer", "penultimate", "--top", "8" if quick else "16",
-                    "--steps", "48" if quick else "256", "--n-images", "256" if quick else "1024",
+                    "--steps", "48" if quick else "512", "--n-images", "256" if quick else "2048",
                     "--attribution-images", "2" if quick else "4", "--n-words", "8" if quick else "16",
                     "--n-pictures", "8" if quick else "16", "--k", "20" if quick else "50"],
-        "typographic": ["typographic", "--target", args.target, "--n", "96" if quick else "300",
-                        *([] if quick else ["--sweep", "size=8,10,12,14,16"])],
+        "typographic": ["typographic", "--target", args.target, "--n", "96" if quick else "500",
+                        *([] if quick else ["--sweep", "size=6,8,10,12,14", "opacity=0.25,0.5,1"])],
         "adversarial": ["adversarial", "--attack", "pgd", "--eps", "4/255", "--steps", "5" if quick else "10",
-                        "--n", "32" if quick else "128", "--sanity-n", "16" if quick else "32",
+                        "--n", "32" if quick else "256", "--sanity-n", "16" if quick else "32",
                         "--eps-sweep", "0,2/255,4/255" if quick else "0,1/255,2/255,4/255,8/255"],
-        "bias": ["bias", "--dataset", "toy", "--n", "400" if quick else "1200",
+        "bias": ["bias", "--dataset", "toy", "--n", "400" if quick else "2000",
                  "--bootstrap", "500" if quick else "2000"],
     }
 
