@@ -14,15 +14,6 @@ from clipaudit.errors import ClipauditError
 from clipaudit.toy.world import OBJECT_CLASSES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on the shared 2-core machine two threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _batch(model, n=8, seed=5):
     return next(toy_source(n, seed=seed, kind="object", text=False).batches(model, n)).pixels
 

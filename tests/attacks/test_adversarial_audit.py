@@ -13,15 +13,6 @@ from clipaudit.errors import ClipauditError
 from clipaudit.runs import RunFolder, open_run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on the shared 2-core machine two threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _unlabelled(n=12, seed=7):
     """Toy objects without a label column: the clean prediction is the class to keep."""
     src = toy_source(n, seed=seed, kind="object", text=False)

@@ -4,18 +4,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from clipaudit.cli import main
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on the shared 2-core machine two threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 BASE = ["adversarial", "--model", "toy-vit", "--pretrained", "none", "--device", "cpu", "--n", "4",
         "--steps", "2", "--sanity-n", "4", "--examples", "1"]

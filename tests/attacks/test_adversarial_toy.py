@@ -9,15 +9,6 @@ from clipaudit.attacks.adversarial_audit import AdversarialConfig, audit
 from clipaudit.data import toy_source
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on the shared 2-core machine two threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _objects(n=24, seed=11):
     return toy_source(n, seed=seed, kind="object", text=False)
 
