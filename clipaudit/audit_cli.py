@@ -72,6 +72,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     run.update_manifest({"command": "audit", "command_line": shlex.join(["clipaudit", *sys.argv[1:]]),
                          "audits": [name for name in AUDITS if name in timings], "timings_s": timings})
     run.finish()
+    if "bias" in timings:  # the bias section's own exports: the dashboard links to them
+        from clipaudit.bias import write_report as write_bias_report
+
+        for fmt in ("html", "md"):
+            write_bias_report(out, fmt)
     report = write_report(out)
     print("\n" + format_summary(open_run(out).summary))
     print(f"\nreport: {report}\nview it: clipaudit dashboard --runs {out}")
