@@ -33,6 +33,7 @@ from clipaudit.model import AuditModel, ZeroShotHead
 from clipaudit.result import Result
 from clipaudit.stats import (bootstrap_ci, ci_from_draws, grouped_rates_bootstrap, proportion_ci,
                              spearman)
+from clipaudit.distributed import distributed_context, gather
 from clipaudit.zeroshot import iterate, predict_probs, read_templates, read_word_list, resolve_classes
 
 SECTION = "typographic"
@@ -236,7 +237,8 @@ def _run_pass(model: AuditModel, head: ZeroShotHead, source: ImageSource, varian
     outs: list[dict[str, list]] = [{"pred": [], "p_true": [], "p_target": [], "text_area": [], "final_size": []}
                                    for _ in variants]
     examples: list = []
-    for batch in iterate(source, model, batch_size, progress):
+    rank, world = distributed_context()  # under torchrun each process takes a shard
+    for batch in iterate(source, model, batch_size, progress, rank=rank, world_size=world):
         clean = predict_probs(head, batch.pixels, batch_size).numpy()
         pred = clean.argmax(1)
         tc = _true_classes(batch.meta, pred, classes)
@@ -275,9 +277,28 @@ def _run_pass(model: AuditModel, head: ZeroShotHead, source: ImageSource, varian
     def cat(parts: list) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    return _Pass(ids, pd.concat(metas, ignore_index=True) if metas else pd.DataFrame(), true_cls,
-                 cat(true_idx).astype(int), cat(c_pred).astype(int), cat(c_true), cat(c_target),
-                 [{k: cat(v) for k, v in out.items()} for out in outs], examples)
+    local = _Pass(ids, pd.concat(metas, ignore_index=True) if metas else pd.DataFrame(), true_cls,
+                  cat(true_idx).astype(int), cat(c_pred).astype(int), cat(c_true), cat(c_target),
+                  [{k: cat(v) for k, v in out.items()} for out in outs], examples)
+    return local if world == 1 else _merge_passes(gather(local), position, n_examples, target)
+
+
+def _merge_passes(parts: list[_Pass], position: dict[str, int], n_examples: int, target: str) -> _Pass:
+    """The shards' passes as one, in source order: exactly what one process would have measured."""
+    ids = [i for p in parts for i in p.ids]
+    order = np.argsort([position[i] for i in ids], kind="stable")
+
+    def arr(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])[order]
+
+    variants = [{k: np.concatenate([p.variants[v][k] for p in parts])[order] for k in parts[0].variants[v]}
+                for v in range(len(parts[0].variants))]
+    examples = sorted((e for p in parts for e in p.examples), key=lambda e: position[e[5]])[:n_examples]
+    metas = [p.meta for p in parts if not p.meta.empty]
+    meta = pd.concat(metas, ignore_index=True).iloc[order].reset_index(drop=True) if metas else pd.DataFrame()
+    true_class = [c for p in parts for c in p.true_class]
+    return _Pass([ids[i] for i in order], meta, [true_class[i] for i in order], arr("true_idx"),
+                 arr("clean_pred"), arr("clean_p_true"), arr("clean_p_target"), variants, examples)
 
 
 # ---------------------------------------------------------------------- statistics

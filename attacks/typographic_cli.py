@@ -20,6 +20,7 @@ def _fmt_ci(ci) -> str:
 def _cmd(args: argparse.Namespace) -> int:
     from clipaudit.attacks.typographic_audit import TypographicConfig, audit, prepare
     from clipaudit.cli import model_from_args, progress
+    from clipaudit.distributed import init_distributed_from_env
     from clipaudit.runs import RunFolder
 
     if not args.target.strip():
@@ -36,6 +37,9 @@ def _cmd(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     source = _open_images(cfg.images, cfg.n, cfg.seed)
     target, word, _, _, added, *_ = prepare(model, source, cfg)  # every bad input fails before any model work
+    if init_distributed_from_env(model.device)[0] != 0:  # torchrun: this rank's shard; rank 0 writes
+        audit(model, source, cfg)
+        return 0
     if added:
         print(f"note: target {target!r} was not in the class list; added it")
     run = RunFolder.create("typographic", args.out, model=model, seed=cfg.seed, config=vars(cfg).copy())
@@ -76,7 +80,7 @@ def register(sub) -> None:
     p.add_argument("--target", required=True, help="the word written on the images (and the target class)")
     p.add_argument("--word", default=None, help="text to write when it differs from the target (e.g. a control non-word)")
     p.add_argument("--images", default="toy", help="toy, toy:N, a folder of images (class folders = labels), or a CSV")
-    p.add_argument("--n", type=int, default=200, help="toy scenes when --images is toy")
+    p.add_argument("--n", "--n-images", dest="n", type=int, default=200, help="toy scenes when --images is toy")
     p.add_argument("--classes", default=None, help="class-list file, one per line (default: toy classes / folders)")
     p.add_argument("--templates", default=None, help="prompt-template file with {} (default: 'a photo of a {}.')")
     p.add_argument("--style", default="note", choices=list(STYLES), help="sticky note or painted text")

@@ -19,6 +19,8 @@ from clipaudit.bias import probes
 from clipaudit.bias.datasets import BiasDataset, open_dataset
 from clipaudit.bias.labelsets import LabelSet, load_label_set
 from clipaudit.data import ImageSource
+from clipaudit.distributed import distributed_context, gather
+from clipaudit.zeroshot import iterate
 from clipaudit.errors import ClipauditError
 from clipaudit.result import Result
 from clipaudit.runs import RunFolder
@@ -90,11 +92,20 @@ def embed_images(model, source: ImageSource, batch_size: int = 64,
                  progress: Callable | None = None) -> Embeddings:
     """Embed every loadable image of ``source`` once (unloadable ones land in ``source.skipped``)."""
     embs, metas = [], []
-    n_batches = (len(source) + batch_size - 1) // batch_size
-    batches = source.batches(model, batch_size)
-    for batch in (progress(batches, total=n_batches, desc="images") if progress else batches):
+    rank, world = distributed_context()  # under torchrun each process embeds a shard
+    for batch in iterate(source, model, batch_size, progress, rank=rank, world_size=world):
         embs.append(model.encode_images(batch.pixels).float().cpu().numpy())
         metas.append(batch.meta)
+    if world > 1:  # merge the shards back into source order, as one process would have them
+        parts = gather((embs, metas, source.skipped))
+        position = {str(i): k for k, i in enumerate(source.items["id"].astype(str))}
+        embs = [e for part in parts for e in part[0]]
+        metas = [m for part in parts for m in part[1]]
+        source.skipped[:] = sorted({s for part in parts for s in part[2]}, key=lambda s: position.get(s[0], 0))
+        if embs:
+            emb_all, meta_all = np.concatenate(embs), pd.concat(metas, ignore_index=True)
+            order = np.argsort([position[str(i)] for i in meta_all["id"]], kind="stable")
+            embs, metas = [emb_all[order]], [meta_all.iloc[order].reset_index(drop=True)]
     if not embs:
         raise ClipauditError(f"no image of {source.description} could be read "
                              f"({len(source.skipped)} skipped; first: {source.skipped[0][1] if source.skipped else '-'})")

@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--permutations", type=int, default=2000, help="permutations per WEAT test (group-vs-rest rate tests are exact)")
     p.add_argument("--target", default="dataset", choices=["dataset", "equal"],
                    help="skew target shares: the dataset's group shares or equal shares")
-    p.add_argument("--n", type=int, default=600, help="number of toy people scenes (--dataset toy)")
+    p.add_argument("--n", "--n-images", dest="n", type=int, default=600, help="number of toy people scenes (--dataset toy)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - CI coverage and the flagging level")
     p.add_argument("--format", default="html", choices=["html", "md", "csv", "json"], help="report format")
@@ -53,6 +53,7 @@ def _cmd_bias(args: argparse.Namespace) -> int:
     from clipaudit.bias.datasets import open_dataset
     from clipaudit.bias.labelsets import load_label_set
     from clipaudit.cli import model_from_args, parse_list, progress
+    from clipaudit.distributed import init_distributed_from_env
     from clipaudit.runs import RunFolder
 
     cfg = BiasConfig(dataset=args.dataset, layout=args.layout, attributes=tuple(parse_list(args.attributes)),
@@ -63,6 +64,9 @@ def _cmd_bias(args: argparse.Namespace) -> int:
     source = open_dataset(cfg.dataset, cfg.layout, cfg.attributes, n=cfg.n, seed=cfg.seed + 1234)
     load_label_set("toy" if source.layout == "toy" else "fairface", cfg.labels, cfg.prompts)  # fail before the model loads
     model = model_from_args(args)
+    if init_distributed_from_env(model.device)[0] != 0:  # torchrun: this rank embeds its shard; rank 0 writes
+        audit(model, source, cfg)
+        return 0
     run = RunFolder.create("bias", args.out, model=model, seed=args.seed, config=config_dict(cfg))
     with run:
         result = audit(model, source, cfg, run=run, progress=progress)

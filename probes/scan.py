@@ -19,6 +19,7 @@ import torch
 
 from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError
+from clipaudit.distributed import distributed_context, init_distributed_from_env  # noqa: F401 (re-exported)
 from clipaudit.hooks import Layer, capture, neurons, resolve_layer
 
 
@@ -255,25 +256,3 @@ def _merge_ranks(state: ScanState, emb_rows, emb_pos, skipped, keep_embeddings: 
     return merged, rows, pos, skip
 
 
-def distributed_context() -> tuple[int, int]:
-    """(rank, world_size) of the default process group, or (0, 1) outside one."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def init_distributed_from_env(device: torch.device | str = "cpu") -> tuple[int, int]:
-    """Join the ``torchrun`` process group when its environment is set (gloo on CPU, nccl on
-    CUDA); returns (rank, world_size), (0, 1) when not launched by torchrun."""
-    import os
-
-    import torch.distributed as dist
-
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) < 2:
-        return 0, 1
-    if not dist.is_initialized():
-        backend = "nccl" if torch.device(device).type == "cuda" and dist.is_nccl_available() else "gloo"
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size()
