@@ -62,9 +62,31 @@ class ScanState:
         return (self.m2 / max(self.count, 1)).sqrt()
 
     def update(self, acts: torch.Tensor, positions: torch.Tensor) -> None:
-        """Fold in one batch: ``acts`` (B, N) and the images' source positions (B,)."""
-        batch = ScanState._from_batch(acts, positions, self.k)
-        self.merge_(batch)
+        """Fold in one batch: ``acts`` (B, N) and the images' source positions (B,).
+
+        In a stream (positions ascending and past everything seen) one stable sort of
+        [state, batch] already breaks ties by position, so the batch skips its own top-k and
+        the position sort; otherwise this falls back to the general :meth:`merge_`.
+        """
+        positions = positions.to(self.values.device).long()
+        streaming = positions.numel() > 0 and bool((positions[1:] > positions[:-1]).all()) and \
+            (self.count == 0 or int(positions[0]) > int(self.positions.max()))
+        if not streaming:
+            self.merge_(ScanState._from_batch(acts, positions, self.k))
+            return
+        a = acts.detach().float().t()  # (N, B)
+        vals = torch.cat([self.values, a], 1)
+        pos = torch.cat([self.positions, positions.expand_as(a)], 1)
+        order = torch.argsort(vals, dim=1, descending=True, stable=True)[:, :self.k]
+        self.values, self.positions = vals.gather(1, order), pos.gather(1, order)
+        mean = a.double().mean(1)
+        m2 = ((a.double() - mean[:, None]) ** 2).sum(1)
+        n_a, n_b = self.count, a.shape[1]
+        n = n_a + n_b
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2 + delta ** 2 * (n_a * n_b / n)
+        self.count = n
 
     @staticmethod
     def _from_batch(acts: torch.Tensor, positions: torch.Tensor, k: int) -> "ScanState":
