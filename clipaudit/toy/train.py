@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from clipaudit.model import OPENAI_MEAN, OPENAI_STD
 from clipaudit.toy.configs import CONTEXT_LENGTH, canonical_toy_name, get_toy_config
 from clipaudit.toy.world import World, WorldConfig, scenes_to_pixels
 
@@ -127,6 +128,8 @@ def train(config: TrainConfig, out: Path | None = None, world_config: WorldConfi
     model.train()
     world = World(world_config, seed=config.seed)
     bs = config.batch_size
+    mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)  # the toy uses CLIP's own normalisation,
+    std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)  # as load_model applies it at audit time
     log: list[dict] = []
     t0 = time.time()
     done_before = sum(steps for steps, _ in config.cycles[:config.start_cycle])
@@ -144,7 +147,7 @@ def train(config: TrainConfig, out: Path | None = None, world_config: WorldConfi
                 g["lr"] = _lr_at(step, total, peak_lr, config.warmup_frac)
             scenes = world.batch(global_step * bs, bs)
             captions = [s.caption for s in scenes]
-            pixels = (scenes_to_pixels(scenes) - _MEAN) / _STD
+            pixels = (scenes_to_pixels(scenes) - mean) / std
             img, txt, scale = model(pixels, tokenize(captions))
             loss = multi_positive_clip_loss(img, txt, scale, captions)
             opt.zero_grad(set_to_none=True)
@@ -170,8 +173,6 @@ def train(config: TrainConfig, out: Path | None = None, world_config: WorldConfi
     return model
 
 
-_MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).view(1, 3, 1, 1)
-_STD = torch.tensor((0.26862954, 0.26130258, 0.27577711)).view(1, 3, 1, 1)
 
 
 def save_toy(model: torch.nn.Module, name: str, out: Path, world_config: WorldConfig,
