@@ -5,6 +5,7 @@ string, which Dash renders as text; nothing here builds HTML from strings.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterable
 
 import pandas as pd
@@ -38,6 +39,24 @@ def fmt_value(key: str, value: Any) -> str:
 
 def message(text: str, kind: str = "info") -> html.Div:
     return html.Div(text, className=f"message message-{kind}")
+
+
+def needs_audit(audit: str) -> Callable:
+    """Decorate a page's ``layout(store, a, b)`` so that, when run ``a`` has no ``audit``
+    results, the page shows why (and the model card panel) instead of empty charts.
+
+    Why a decorator: every audit page needs the same guard, and one copy keeps the wording
+    and the layout of the "nothing here" page identical across pages.
+    """
+    def wrap(layout: Callable[..., html.Div]) -> Callable[..., html.Div]:
+        @functools.wraps(layout)
+        def guarded(store, a: RunView | None, b: RunView | None) -> html.Div:
+            note = missing_audit(a, audit)
+            if note is not None:
+                return html.Div([html.Div(note, className="main"), modelcard_panel(audit, a)], className="page")
+            return layout(store, a, b)
+        return guarded
+    return wrap
 
 
 def missing_audit(view: RunView | None, audit: str) -> html.Div | None:

@@ -5,7 +5,7 @@ from dash import html
 
 from clipaudit.runs import RunView
 
-from .components import guard, ci_line, image, kpis, message, missing_audit, modelcard_panel, run_banner, section, table
+from .components import guard, ci_line, image, kpis, message, needs_audit, modelcard_panel, run_banner, section, table
 from .data import RunStore, fmt_rate
 
 PATH = "/adversarial"
@@ -16,10 +16,8 @@ KPIS = [("attack", "attack"), ("norm", "norm"), ("eps", "eps"), ("steps", "steps
         ("attack_success_rate", "attack success"), ("sanity_passed", "sanity checks passed")]
 
 
+@needs_audit(AUDIT)
 def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
-    note = missing_audit(a, AUDIT)
-    if note is not None:
-        return html.Div([html.Div(note, className="main"), modelcard_panel(AUDIT, a)], className="page")
     s = a.summary.get(AUDIT, {})
     curve = store.table(a, "adversarial_curve")
     by_class = store.table(a, "adversarial_by_class")

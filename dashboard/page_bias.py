@@ -5,7 +5,7 @@ from dash import html
 
 from clipaudit.runs import RunView
 
-from .components import guard, kpis, message, missing_audit, modelcard_panel, rate_bars, run_banner, section, table
+from .components import guard, kpis, message, needs_audit, modelcard_panel, rate_bars, run_banner, section, table
 from .data import RunStore, fmt_num, fmt_rate
 
 PATH = "/bias"
@@ -26,10 +26,8 @@ def _reports(store: RunStore, view: RunView) -> html.Div:
     return html.Ul(links) if links else message("no exported reports in this run")
 
 
+@needs_audit(AUDIT)
 def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
-    note = missing_audit(a, AUDIT)
-    if note is not None:
-        return html.Div([html.Div(note, className="main"), modelcard_panel(AUDIT, a)], className="page")
     s = a.summary.get(AUDIT, {})
     den = store.table(a, "bias_denigration")
     inter = store.table(a, "bias_intersectional")

@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from clipaudit.runs import RunView
 
 from . import ids
-from .components import guard, image, kpis, message, missing_audit, modelcard_panel, run_banner, section, table
+from .components import guard, image, kpis, message, needs_audit, modelcard_panel, run_banner, section, table
 from .data import RunStore, fmt_num
 
 PATH = "/neurons"
@@ -99,10 +99,8 @@ def detail(store: RunStore, view: RunView, neuron: int) -> html.Div:
     ], className="neuron-detail-inner")
 
 
+@needs_audit(AUDIT)
 def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
-    note = missing_audit(a, AUDIT)
-    if note is not None:
-        return html.Div([html.Div(note, className="main"), modelcard_panel(AUDIT, a)], className="page")
     cards, count, _ = grid(store, a, "", "label_score", False, 0)
     abl = store.table(a, "ablation")
     return html.Div([html.Div([

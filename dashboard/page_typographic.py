@@ -6,7 +6,7 @@ from dash import html
 
 from clipaudit.runs import RunView
 
-from .components import (guard, ci_line, image, kpis, message, missing_audit, modelcard_panel, rate_bars, run_banner,
+from .components import (guard, ci_line, image, kpis, message, needs_audit, modelcard_panel, rate_bars, run_banner,
                          section, table)
 from .data import RunStore, fmt_num, fmt_rate
 
@@ -40,10 +40,8 @@ def sweep_chart(df: pd.DataFrame):
                    title="Attack success vs written-text area (95% CI)", x_title=x)
 
 
+@needs_audit(AUDIT)
 def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
-    note = missing_audit(a, AUDIT)
-    if note is not None:
-        return html.Div([html.Div(note, className="main"), modelcard_panel(AUDIT, a)], className="page")
     s = a.summary.get(AUDIT, {})
     added = [message(f"The target {s.get('target')!s} was not in the class list and was added for this attack.", "warn")] \
         if s.get("target_added") else []

@@ -2,22 +2,14 @@
 exactly the one-process result (typographic per-image table, bias embeddings)."""
 from __future__ import annotations
 
-import os
-import socket
 import warnings
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.multiprocessing as mp
 
 from clipaudit.data import toy_source
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from clipaudit.distributed import run_local_group
 
 
 def _objects():
@@ -37,30 +29,21 @@ def _run_both(model):
     return typo, emb
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
+def _worker(rank: int, world: int, out: str) -> None:
     from clipaudit.model import load_model
 
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = load_model("toy-rn", device="cpu")
-        typo, emb = _run_both(model)
-        if rank == 0:
-            torch.save({"images": typo.tables["typographic_images"].to_dict("list"), "summary": typo.summary,
-                        "emb": emb.image,
-                        "ids": list(emb.meta["id"])}, out)
-    finally:
-        dist.destroy_process_group()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_model("toy-rn", device="cpu")
+    typo, emb = _run_both(model)
+    if rank == 0:
+        torch.save({"images": typo.tables["typographic_images"].to_dict("list"), "summary": typo.summary,
+                    "emb": emb.image, "ids": list(emb.meta["id"])}, out)
 
 
 def test_two_process_zero_shot_passes_equal_single(toy_rn, tmp_path):
     out = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    run_local_group(_worker, 2, out)
     got = torch.load(out, weights_only=False)
     typo, emb = _run_both(toy_rn)
     ref_images = typo.tables["typographic_images"].reset_index(drop=True)

@@ -1,40 +1,25 @@
 """Data-parallel scan: two gloo processes, each on its shard, merge to the one-process result."""
 from __future__ import annotations
 
-import os
-import socket
 import warnings
 
 import torch
-import torch.multiprocessing as mp
+
+from clipaudit.distributed import run_local_group
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
+def _worker(rank: int, world: int, out: str) -> None:
     from clipaudit.data import toy_source
     from clipaudit.model import load_model
     from clipaudit.probes.scan import scan
 
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = load_model("toy-rn", pretrained="none", device="cpu")
-        res = scan(model, toy_source(30, seed=5), "penultimate", k=4, batch_size=8, rank=rank, world_size=world)
-        if rank == 0:
-            torch.save({"values": res.state.values, "positions": res.state.positions, "mean": res.state.mean,
-                        "m2": res.state.m2, "count": res.state.count, "emb": res.embeddings}, out)
-    finally:
-        dist.destroy_process_group()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_model("toy-rn", pretrained="none", device="cpu")
+    res = scan(model, toy_source(30, seed=5), "penultimate", k=4, batch_size=8, rank=rank, world_size=world)
+    if rank == 0:
+        torch.save({"values": res.state.values, "positions": res.state.positions, "mean": res.state.mean,
+                    "m2": res.state.m2, "count": res.state.count, "emb": res.embeddings}, out)
 
 
 def test_two_process_scan_equals_single(tiny_rn, tmp_path):
@@ -42,7 +27,7 @@ def test_two_process_scan_equals_single(tiny_rn, tmp_path):
     from clipaudit.probes.scan import scan
 
     out = str(tmp_path / "rank0.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    run_local_group(_worker, 2, out)
     got = torch.load(out)
     ref = scan(tiny_rn, toy_source(30, seed=5), "penultimate", k=4, batch_size=8)
     assert got["count"] == ref.state.count == 30
