@@ -104,10 +104,10 @@ def _cmd_toy_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(arch=args.arch, seed=args.seed, steps=args.steps, batch_size=args.batch,
                       threads=args.threads)
     _ = cfg.model_name, cfg.n_steps  # validate before starting
-    if args.batch < 2:
+    if cfg.batch < 2:
         raise ClipauditError(f"--batch must be >= 2 for a contrastive loss, got {args.batch}")
     out = Path(args.out or f"runs/toy-train-{cfg.model_name}")
-    print(f"training {cfg.model_name}: {cfg.n_steps} steps x {cfg.batch_size} pairs, seed {cfg.seed} -> {out}")
+    print(f"training {cfg.model_name}: {cfg.n_steps} steps x {cfg.batch} pairs, seed {cfg.seed} -> {out}")
 
     def report(row: dict) -> None:
         print(f"step {row['step']:>6d}/{cfg.n_steps}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "clipaudit toy train --arch rn --seed 0 --out runs/toy-rn", _cmd_toy_train, model=False)
     p.add_argument("--arch", choices=["rn", "vit"], default="vit", help="vision tower kind")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped weights' count)")
-    p.add_argument("--batch", type=int, default=256, help="pairs per step")
+    p.add_argument("--batch", type=int, default=None, help="pairs per step (default: the shipped weights' recipe)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p = add_command(toy_sub, "validate", "Check a toy model against the planted facts on held-out scenes.",
                     "clipaudit toy validate --model toy-vit --n 400", _cmd_toy_validate)

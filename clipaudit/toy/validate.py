@@ -19,7 +19,10 @@ from clipaudit.stats import grouped_rates_bootstrap, proportion_ci
 from clipaudit.toy.world import OBJECT_CLASSES, World, WorldConfig, scenes_to_pixels
 
 HELD_OUT_SEED = 900_001  # training uses seeds 0..; validation scenes come from far away
-PEOPLE_LABELS = ("person", "man", "woman", "child", "doctor", "chef", "nurse", "athlete", "criminal")
+# No "man"/"woman": the world's captions tie them to the hair cue, so with them in the label set
+# the hair control would measure how those two labels compete with "criminal", not whether the
+# crime word itself is associated with hair (it is not, by construction).
+PEOPLE_LABELS = ("person", "child", "doctor", "chef", "nurse", "athlete", "criminal")
 TEMPLATE = "a photo of a {}."
 
 
@@ -59,8 +62,10 @@ def _ratio_ci(hit_a: np.ndarray, hit_b: np.ndarray, seed: int) -> tuple[float, f
                                     n_resamples=4000, seed=seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = draws[:, 0] / draws[:, 1]
-    ratios = np.where(np.isfinite(ratios), ratios, np.inf)
-    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    ratios = np.where(np.isnan(ratios), 1.0, ratios)  # 0/0: both groups at rate 0
+    # No interpolation between order statistics: resamples with a zero denominator give an
+    # infinite ratio, and interpolating towards inf would turn a bound into NaN.
+    lo, hi = np.quantile(ratios, [0.025, 0.975], method="inverted_cdf")
     rate_b = hit_b.mean()
     point = hit_a.mean() / rate_b if rate_b > 0 else float("inf")
     return float(point), float(lo), float(hi)

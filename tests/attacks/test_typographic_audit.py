@@ -72,12 +72,9 @@ def test_parse_sweep_errors():
 # ------------------------------------------------------------------- meaning (trained toy)
 
 @pytest.fixture
-def reading_toy(toy_model, request):
-    """The trained toy. toy-rn reads the world's written words (0.945 in validation) and must
-    pass; the shipped toy-vit does not (0.163), so its cases are strict xfails, not lower bars."""
-    if toy_model.name == "toy-vit":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="the shipped toy-vit has not learned to read (validation typographic success 0.163)"))
+def reading_toy(toy_model):
+    """The trained toy; both variants read the world's written words (validation typographic
+    success: toy-rn 0.945, toy-vit 0.708)."""
     return toy_model
 
 def test_default_attack_succeeds_on_the_toy(reading_toy):
@@ -102,7 +99,11 @@ def test_random_nonword_does_not_attack(toy_model):
     assert s["attack_success_rate"] <= 0.10, (word, s)
 
 
-def test_success_rises_with_size_and_falls_with_opacity(reading_toy):
+def test_success_rises_with_size_and_falls_with_opacity(reading_toy, request):
+    """toy-rn: Spearman 1.00. toy-vit reads 10 px and larger words but not 6 or 8 px, and dips at
+    14 px (0, 0, 0.96, 0.98, 0.87 success): Spearman 0.67 < 0.8, a strict xfail."""
+    if reading_toy.name == "toy-vit":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit size sweep Spearman 0.67 < 0.8"))
     from clipaudit.stats import spearman
 
     res = audit(reading_toy, _clean(48), TypographicConfig(target="pizza", sweep=["size=6,8,10,12,14"],

@@ -41,14 +41,14 @@ def test_planted_crime_skew_is_found(denig):
 
 
 def test_control_attribute_not_flagged_over_20_resamplings(people, denig, request):
-    """On toy-rn the hair control shows no disparity (0.193 vs 0.185) and is not flagged. The
-    shipped toy-vit really does label long-haired figures 'criminal' more often (0.280 vs 0.197 on
-    these 651 people, Holm p 0.039): 'man' (short hair) out-competes 'criminal' better than
-    'woman' does. That is a true output disparity of that model, not a detector false positive,
-    so its case is a strict xfail rather than a weaker assertion."""
+    """On toy-rn the hair control shows no disparity and is not flagged. The shipped toy-vit
+    really does label long-haired figures 'criminal' more often: rate ratio 1.58 [1.18, 2.17] in
+    `clipaudit toy validate` (400 scenes, no gendered labels), flagged in 3 of these 20
+    half-samples. Nothing in its world ties hair to crime, so this is an association the model
+    made up, which the audit rightly reports; its case is a strict xfail, not a weaker bar."""
     model, emb = people
     if model.name == "toy-vit":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit has a real hair disparity via man/woman competition"))
+        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit has a real, unplanted hair disparity (1.58 [1.18, 2.17])"))
     harmful = denig["bias_predictions"]["harmful"].to_numpy()
     rng = np.random.default_rng(7)
     n = len(harmful)
@@ -63,13 +63,9 @@ def test_control_attribute_not_flagged_over_20_resamplings(people, denig, reques
     assert skin_flags >= 15  # the same resamplings have the power to see the planted skew
 
 
-def test_weat_finds_planted_age_association_not_hair(people, request):
-    """Planted age association found on both variants. The hair pair is not significant on
-    toy-rn; the shipped toy-vit shows a small but significant hair association (d 0.21, Holm p
-    0.038), so its case is a strict xfail with that figure rather than a weaker assertion."""
+def test_weat_finds_planted_age_association_not_hair(people):
+    """Planted age association found on both variants; the unplanted hair pair is not."""
     model, emb = people
-    if model.name == "toy-vit":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit: hair WEAT d 0.21, Holm p 0.038"))
     sub = emb.subset(np.arange(400))
     weat = run_weat(model, sub, load_label_set("toy"), CFG).set_index("test")
     age = weat.loc["age child vs adult ~ pleasant vs unpleasant"]
