@@ -461,7 +461,7 @@ def examples_figure(p: _Pass, classes: Sequence[str], target: str, word: str):
 
 def dose_figure(dose: pd.DataFrame):
     """Success rate (with 95% CI) against text area and each swept parameter."""
-    from clipaudit.figures import _pyplot
+    from clipaudit.figures import _pyplot, detach
 
     plt = _pyplot()
     params = list(dict.fromkeys(dose["param"]))
@@ -477,7 +477,7 @@ def dose_figure(dose: pd.DataFrame):
         ax.set_xlabel("text area (% of image)" if key == "text_area" else key, fontsize=8)
         ax.set_ylabel("attack success rate", fontsize=8)
     fig.tight_layout()
-    return fig
+    return detach(fig)
 
 
 # ---------------------------------------------------------------------- the audit

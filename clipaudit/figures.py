@@ -11,12 +11,23 @@ import numpy as np
 
 
 def _pyplot():
+    """pyplot on the headless backend. Figures built with it must be handed to :func:`detach`."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def detach(fig):
+    """Take ``fig`` out of pyplot's registry and return it.
+
+    Why: audits return figures inside results that may never be saved; pyplot would keep every
+    one alive (and warn past 20). A closed figure still saves and still displays in a notebook.
+    """
+    _pyplot().close(fig)
+    return fig
 
 
 def to_uint8_image(pixels) -> np.ndarray:
@@ -59,4 +70,4 @@ def image_prob_grid(rows: Sequence[Sequence[tuple[str, np.ndarray, np.ndarray | 
             ax_bar.set_xlim(0, 1)
             ax_bar.tick_params(axis="x", labelsize=6)
     fig.tight_layout()
-    return fig
+    return detach(fig)
