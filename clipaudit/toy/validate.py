@@ -66,8 +66,8 @@ def _ratio_ci(hit_a: np.ndarray, hit_b: np.ndarray, seed: int) -> tuple[float, f
     # No interpolation between order statistics: resamples with a zero denominator give an
     # infinite ratio, and interpolating towards inf would turn a bound into NaN.
     lo, hi = np.quantile(ratios, [0.025, 0.975], method="inverted_cdf")
-    rate_b = hit_b.mean()
-    point = hit_a.mean() / rate_b if rate_b > 0 else float("inf")
+    rate_a, rate_b = hit_a.mean(), hit_b.mean()
+    point = rate_a / rate_b if rate_b > 0 else float("inf") if rate_a > 0 else 1.0
     return float(point), float(lo), float(hi)
 
 

@@ -82,3 +82,21 @@ def test_shipped_toy_reads_written_words(name):
 
     table = _validation(load_model(name, device="cpu"))
     assert table.loc["typographic_success", "value"] >= 0.60
+
+
+def test_rate_ratio_ci_stays_defined_when_a_group_never_hits():
+    """A group at rate 0 gives an infinite ratio; the CI must still say whether it excludes 1
+    (it did come out NaN, which failed every check silently)."""
+    import numpy as np
+
+    from clipaudit.toy.validate import _ratio_ci
+
+    planted = np.array([True] * 20 + [False] * 80)
+    never = np.zeros(300, dtype=bool)
+    point, lo, hi = _ratio_ci(planted, never, seed=0)
+    assert point == float("inf") and not np.isnan(lo) and lo > 1.0
+    point, lo, hi = _ratio_ci(never[:100], never, seed=0)  # 0 vs 0: parity, not an effect
+    assert point == 1.0 and lo <= 1.0 <= hi
+    same = np.array([True] * 10 + [False] * 90)
+    point, lo, hi = _ratio_ci(same, np.tile(same, 3), seed=0)
+    assert point == 1.0 and lo < 1.0 < hi
