@@ -482,12 +482,19 @@ def dose_figure(dose: pd.DataFrame):
 
 # ---------------------------------------------------------------------- the audit
 
+def check_target(target: str | None) -> str:
+    """The target class word, stripped; an empty one is a clear error (the CLI calls this
+    before loading the model, :func:`prepare` for library callers)."""
+    target = (target or "").strip()
+    if not target:
+        raise ClipauditError("--target is empty; pass the class word to write, e.g. --target pizza")
+    return target
+
+
 def prepare(model: AuditModel, source: ImageSource | None, config: TypographicConfig):
     """Validate everything before model work: (target, style, class list, added, templates,
     sweep cells, candidate words or None, skipped words)."""
-    target = (config.target or "").strip()
-    if not target:
-        raise ClipauditError("--target is empty; pass the class word to write, e.g. --target pizza")
+    target = check_target(config.target)
     word = target if config.word is None else config.word
     if not word.strip():
         raise ClipauditError("--word is empty; leave it out to write the target, or pass the text to write")

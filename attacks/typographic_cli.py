@@ -18,13 +18,12 @@ def _fmt_ci(ci) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from clipaudit.attacks.typographic_audit import TypographicConfig, audit, prepare
+    from clipaudit.attacks.typographic_audit import TypographicConfig, audit, check_target, prepare
     from clipaudit.cli import model_from_args, progress
     from clipaudit.distributed import init_distributed_from_env
     from clipaudit.runs import RunFolder
 
-    if not args.target.strip():
-        raise ClipauditError("--target is empty; pass the class word to write, e.g. --target pizza")
+    check_target(args.target)
     if args.n < 1:
         raise ClipauditError(f"--n must be >= 1 toy images, got {args.n}")
     cfg = TypographicConfig(target=args.target, word=args.word, images=args.images, n=args.n, classes=args.classes,

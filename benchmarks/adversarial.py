@@ -18,6 +18,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from _timing import sync
 
 
 class Wrapped(torch.nn.Module):
@@ -33,19 +34,15 @@ class Wrapped(torch.nn.Module):
         return self.head(x)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
 
 def _timed(fn, device, repeats: int) -> tuple[float, object]:
     fn()  # warm-up
-    _sync(device)
+    sync(device)
     best, out = float("inf"), None
     for _ in range(repeats):
         t = time.perf_counter()
         out = fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return best, out
 

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 
 import torch
+from _timing import clock
 
-
-def _clock() -> float:
-    """CPU time of this process: the machine is shared, so wall time measures the neighbours.
-    (With one torch thread CPU time is the work done; on CUDA wall time is used instead.)"""
-    return time.perf_counter() if torch.cuda.is_available() else time.process_time()
 
 
 def measure(name: str, batch: int, repeats: int) -> tuple[float, float, float]:
@@ -36,14 +31,14 @@ def measure(name: str, batch: int, repeats: int) -> tuple[float, float, float]:
     with torch.no_grad():
         model.encode_images(x)  # warm-up
         for _ in range(repeats):
-            t = _clock()
+            t = clock()
             model.encode_images(x)
-            bare.append(_clock() - t)
-            t = _clock()
+            bare.append(clock() - t)
+            t = clock()
             with capture(model, layer) as acts:
                 model.encode_images(x)
                 neurons(acts[layer.path], layer.layout).sum().item()
-            hooked.append(_clock() - t)
+            hooked.append(clock() - t)
     b, h = statistics.median(bare), statistics.median(hooked)
     return b, h, h / b
 

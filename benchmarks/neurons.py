@@ -12,16 +12,11 @@ ViT-B-32; CPU, plus CUDA when present. Run: python benchmarks/neurons.py [--quic
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import torch
+from _timing import clock, sync
 
-
-def _clock() -> float:
-    """CPU time of this process: the machine is shared, so wall time measures the neighbours.
-    (With one torch thread CPU time is the work done; on CUDA wall time is used instead.)"""
-    return time.perf_counter() if torch.cuda.is_available() else time.process_time()
 
 
 def _load(name: str, device: str):
@@ -34,10 +29,6 @@ def _load(name: str, device: str):
         return load_model(name, pretrained=pretrained, device=device), pretrained or "shipped"
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
 
 def bench_scan(model, n: int, batch: int, device: str) -> tuple[float, float]:
     from clipaudit.data import toy_source
@@ -46,16 +37,16 @@ def bench_scan(model, n: int, batch: int, device: str) -> tuple[float, float]:
     src = toy_source(n, seed=9)
     list(src.batches(model, batch))  # warm caches (fonts, PIL)
     with torch.no_grad():
-        _sync(device)
-        t = _clock()
+        sync(device)
+        t = clock()
         for b in src.batches(model, batch):
             model.encode_images(b.pixels.to(model.device))
-        _sync(device)
-        bare = _clock() - t
-    t = _clock()
+        sync(device)
+        bare = clock() - t
+    t = clock()
     scan(model, src, "penultimate", k=50, batch_size=batch)
-    _sync(device)
-    scanned = _clock() - t
+    sync(device)
+    scanned = clock() - t
     return bare, scanned
 
 
@@ -65,16 +56,16 @@ def bench_featvis(model, k: int, steps: int, device: str) -> tuple[float, float]
     cfg = FeatVisConfig(steps=steps)
     ids = list(range(k))
     render(model, "penultimate", [0], FeatVisConfig(steps=1))  # warm-up (kornia, lucent)
-    _sync(device)
-    t = _clock()
+    sync(device)
+    t = clock()
     render(model, "penultimate", ids, cfg, seed=0)
-    _sync(device)
-    batched = _clock() - t
-    t = _clock()
+    sync(device)
+    batched = clock() - t
+    t = clock()
     for n in ids:
         render(model, "penultimate", [n], cfg, seed=0)
-    _sync(device)
-    return batched, _clock() - t
+    sync(device)
+    return batched, clock() - t
 
 
 def main() -> None:

@@ -68,9 +68,7 @@ def missing_audit(view: RunView | None, audit: str) -> html.Div | None:
         return message(f"Run {view.name} has no {audit} results (status: {status}; audits: "
                        f"{', '.join(a for a in view.audits if a) or 'none'}). "
                        f"Choose a run made with `clipaudit {audit}` or `clipaudit audit`.", "warn")
-    if view.manifest.get("status") == "running":
-        return None  # shown by run_banner
-    return None
+    return None  # a running run with partial results is shown, with run_banner saying so
 
 
 def run_banner(view: RunView) -> html.Div:

@@ -48,6 +48,7 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
     by_class = store.table(a, "typographic_by_class")
     sweep = store.table(a, "typographic_sweep")
     words = store.table(a, "typographic_words")
+    dose = store.table(a, "typographic_dose")
     images = store.table(a, "typographic_images")
     rate_fmt = {c: fmt_rate for c in ("attack_success_rate", "ci_low", "ci_high", "flip_rate")}
     return html.Div([html.Div([
@@ -60,8 +61,8 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
         guard("Dose-response sweep", lambda: section("Dose-response sweep", sweep_chart(sweep),
                                                      table(sweep, formats=rate_fmt))) if sweep is not None else None,
         section("Dose-response by parameter", image(store, a, "images/typographic_dose.png", "dose-response", "wide-img"),
-                table(store.table(a, "typographic_dose"), formats=rate_fmt))
-        if store.table(a, "typographic_dose") is not None else None,
+                table(dose, formats=rate_fmt))
+        if dose is not None else None,
         section("Before / after examples", image(store, a, "images/typographic_examples.png", "typographic examples",
                                                   "wide-img")),
         section("Word search ranking", table(words, ["rank", "word", "source_class", "n", "mean_target_gain",

@@ -9,12 +9,12 @@ from clipaudit.probes.labels import (LabelConfig, default_concepts_path, embed_c
                                      label_scan, read_concepts, soft_wpmi)
 from clipaudit.probes.multimodal import (MultimodalConfig, concept_responses, multimodality_table,
                                          rank_multimodal, render_words, toy_pictures)
-from clipaudit.probes.scan import ScanResult, ScanState, init_distributed_from_env, scan
+from clipaudit.probes.scan import ScanResult, ScanState, scan
 
 __all__ = [
     "FeatVisConfig", "LabelConfig", "MultimodalConfig", "NeuronsConfig", "Objective", "ScanResult", "ScanState",
     "ablation_check", "attribute", "audit", "batch_neurons_objective", "concept_responses", "default_concepts_path",
-    "diversity_objective", "embed_concepts", "init_distributed_from_env", "label_accuracy", "label_scan",
+    "diversity_objective", "embed_concepts", "label_accuracy", "label_scan",
     "multimodality_table", "neuron_objective", "overlay", "rank_multimodal", "read_concepts", "render",
     "render_words", "scan", "soft_wpmi", "toy_pictures",
 ]

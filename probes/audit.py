@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from clipaudit.data import ImageSource
+from clipaudit.distributed import distributed_context
 from clipaudit.errors import ClipauditError
 from clipaudit.hooks import TOKEN_REDUCTIONS, Layer, resolve_layer
 from clipaudit.result import Result
@@ -24,7 +25,7 @@ from clipaudit.probes.featvis import FeatVisConfig, render
 from clipaudit.probes.labels import LabelConfig, embed_concepts, label_accuracy, label_scan, read_concepts
 from clipaudit.probes.multimodal import (MultimodalConfig, PictureFn, concept_responses, multimodality_table,
                                          rank_multimodal, source_pictures, toy_pictures)
-from clipaudit.probes.scan import ScanResult, distributed_context, scan
+from clipaudit.probes.scan import ScanResult, scan
 
 SECTION = "neurons"
 

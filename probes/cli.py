@@ -48,10 +48,10 @@ def config_from_args(args: argparse.Namespace):
 
 def run_neurons(args: argparse.Namespace) -> int:
     from clipaudit.data import open_source
+    from clipaudit.distributed import init_distributed_from_env
     from clipaudit.hooks import resolve_layer
     from clipaudit.probes.audit import audit, config_dict
     from clipaudit.probes.labels import read_concepts
-    from clipaudit.probes.scan import init_distributed_from_env
     from clipaudit.runs import RunFolder
 
     config = config_from_args(args)

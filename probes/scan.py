@@ -19,7 +19,7 @@ import torch
 
 from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError
-from clipaudit.distributed import distributed_context, init_distributed_from_env  # noqa: F401 (re-exported)
+from clipaudit.distributed import gather
 from clipaudit.hooks import Layer, capture, neurons, resolve_layer
 
 
@@ -85,24 +85,14 @@ class ScanState:
             order = torch.argsort(vals, dim=1, descending=True, stable=True)[:, :self.k]
             self.values[rows] = vals.gather(1, order)
             self.positions[rows] = pos.gather(1, order)
-        a64 = a.double()
-        mean = a64.mean(1)
-        m2 = ((a64 - mean[:, None]) ** 2).sum(1)
-        n_a, n_b = self.count, a.shape[1]
-        n = n_a + n_b
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self.m2 = self.m2 + m2 + delta ** 2 * (n_a * n_b / n)
-        self.count = n
+        self._fold_moments(a.shape[1], *_moments(a))
 
     @staticmethod
     def _from_batch(acts: torch.Tensor, positions: torch.Tensor, k: int) -> "ScanState":
         a = acts.detach().float().t()  # (N, B)
         pos = positions.to(a.device).long().expand_as(a)
-        mean = a.double().mean(1)
-        m2 = ((a.double() - mean[:, None]) ** 2).sum(1)
         vals, pos = _top(a, pos, k)
-        return ScanState(vals, pos, a.shape[1], mean, m2)
+        return ScanState(vals, pos, a.shape[1], *_moments(a))
 
     def merge_(self, other: "ScanState") -> "ScanState":
         """Merge ``other`` into this state in place (exact: order of merges does not matter
@@ -114,13 +104,16 @@ class ScanState:
         vals = torch.cat([self.values, other.values.to(self.values.device)], 1)
         pos = torch.cat([self.positions, other.positions.to(self.positions.device)], 1)
         self.values, self.positions = _top(vals, pos, self.k)
-        n_a, n_b = self.count, other.count
-        n = n_a + n_b
-        delta = other.mean.to(self.mean.device) - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self.m2 = self.m2 + other.m2.to(self.m2.device) + delta ** 2 * (n_a * n_b / n)
-        self.count = n
+        self._fold_moments(other.count, other.mean.to(self.mean.device), other.m2.to(self.m2.device))
         return self
+
+    def _fold_moments(self, count: int, mean: torch.Tensor, m2: torch.Tensor) -> None:
+        """Combine this state's count, mean and m2 with another set's (Chan et al.)."""
+        n_a, n = self.count, self.count + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (count / n)
+        self.m2 = self.m2 + m2 + delta ** 2 * (n_a * count / n)
+        self.count = n
 
     def to(self, device: torch.device | str) -> "ScanState":
         return ScanState(self.values.to(device), self.positions.to(device), self.count,
@@ -150,6 +143,13 @@ class ScanState:
             merged.merge_(ScanState(parts["values"][r], parts["positions"][r], int(counts[r].item()),
                                     parts["mean"][r], parts["m2"][r]).to(self.values.device))
         return merged
+
+
+def _moments(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, sum of squared deviations) per row of ``a`` (N, B), in float64."""
+    a64 = a.double()
+    mean = a64.mean(1)
+    return mean, ((a64 - mean[:, None]) ** 2).sum(1)
 
 
 def _top(vals: torch.Tensor, pos: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,13 +272,10 @@ def scan(model, source: ImageSource, layer: Layer | str = "penultimate", k: int 
 
 
 def _merge_ranks(state: ScanState, emb_rows, emb_pos, skipped, keep_embeddings: bool):
-    import torch.distributed as dist
-
     merged = state.all_merge()
-    gathered: list = [None] * dist.get_world_size()
     local = ([e.cpu() for e in emb_rows], [p.cpu() for p in emb_pos], skipped) if keep_embeddings \
         else ([], [], skipped)
-    dist.all_gather_object(gathered, local)
+    gathered = gather(local)
     rows = [e for g in gathered for e in g[0]]
     pos = [p for g in gathered for p in g[1]]
     skip = [s for g in gathered for s in g[2]]

@@ -62,15 +62,14 @@ class TrainConfig:
     warmup_frac: float = 0.05
     threads: int | None = None
     log_every: int = 25
+    resume_from: str | None = None  # checkpoint that ends cycle ``start_cycle - 1``
+    start_cycle: int = 0
 
     @property
     def model_name(self) -> str:
         if self.arch not in ARCH_TO_NAME and self.arch not in ARCH_TO_NAME.values():
             raise ValueError(f"unknown arch {self.arch!r}; valid: rn, vit")
         return canonical_toy_name(ARCH_TO_NAME.get(self.arch, self.arch))
-
-    resume_from: str | None = None  # checkpoint that ends cycle ``start_cycle - 1``
-    start_cycle: int = 0
 
     @property
     def cycles(self) -> tuple[tuple[int, float], ...]:
@@ -198,8 +197,6 @@ def train(config: TrainConfig, out: Path | None = None, world_config: WorldConfi
     return model
 
 
-
-
 def save_toy(model: torch.nn.Module, name: str, out: Path, world_config: WorldConfig,
              config: TrainConfig, log: list[dict]) -> Path:
     """Write ``<name>.safetensors`` (fp16), ``<name>.facts.json`` and the training log."""
@@ -214,8 +211,8 @@ def save_toy(model: torch.nn.Module, name: str, out: Path, world_config: WorldCo
     tmp.chmod(0o644)
     tmp.replace(out / f"{name}.safetensors")
     facts = world_config.facts()
-    facts["training"] = {**asdict(config), "batch_size": config.batch, "steps": config.n_steps, "cycles": [list(c) for c in config.cycles],
-                         "model": name,
+    facts["training"] = {**asdict(config), "batch_size": config.batch, "steps": config.n_steps,
+                         "cycles": [list(c) for c in config.cycles], "model": name,
                          "final_loss": log[-1]["loss"] if log else None}
     atomic_write_text(out / f"{name}.facts.json", json.dumps(facts, indent=2))
     atomic_write_text(out / f"{name}.trainlog.json", json.dumps(log, indent=1))
