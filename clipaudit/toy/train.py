@@ -39,14 +39,15 @@ class Recipe:
 
     cycles: tuple[tuple[int, float], ...]
     batch_size: int
-    world: tuple[tuple[str, float], ...] = ()
+    world: tuple[tuple[str, float | bool], ...] = ()
 
     def world_config(self) -> WorldConfig:
         return WorldConfig(**dict(self.world))
 
 
 RECIPES: dict[str, Recipe] = {
-    "toy-vit": Recipe(cycles=((6000, 1e-3),), batch_size=128, world=(("p_text_only", 0.30),)),
+    "toy-vit": Recipe(cycles=((6000, 1e-3),), batch_size=128,
+                      world=(("p_text_only", 0.30), ("vary_hair_colour", True))),
     "toy-rn": Recipe(cycles=((2400, 1e-3),), batch_size=256),
 }
 

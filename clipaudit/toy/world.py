@@ -45,6 +45,11 @@ SKIN_TONES: tuple[tuple[int, int, int], ...] = (
     (246, 214, 186), (214, 164, 120), (160, 108, 70), (96, 62, 40),
 )
 HAIR_VALUES = ("short", "long")
+# Hair colours for worlds that vary them (``WorldConfig.vary_hair_colour``): black, the two browns
+# of the fixed-colour world, grey, red and blond, drawn independently of everything else.
+HAIR_COLOURS: tuple[tuple[int, int, int], ...] = (
+    (20, 20, 25), (60, 40, 20), (90, 60, 30), (85, 85, 95), (170, 50, 30), (235, 205, 60),
+)
 AGE_VALUES = ("child", "adult")
 ROLES_WITH_PROPS = ("doctor", "chef", "athlete", "nurse")
 PLEASANT_WORDS = ("happy", "kind", "lovely", "wonderful", "friendly")
@@ -80,6 +85,9 @@ class WorldConfig:
     unpleasant_rate: float = 0.04
     p_prop: float = 0.35
     control_attribute: str = "hair"
+    # Each person gets a hair colour drawn from HAIR_COLOURS (independent of everything else)
+    # instead of one fixed colour per age, so "long hair" is a shape, not a fixed colour patch.
+    vary_hair_colour: bool = False
 
     def facts(self) -> dict:
         """The planted facts as plain data, for ``facts.json`` and the audits' scoring."""
@@ -228,14 +236,16 @@ def _object_parts(name: str, col: tuple[int, int, int], rng: np.random.Generator
     raise ValueError(f"unknown object class {name!r}; valid: {', '.join(OBJECT_CLASSES)}")
 
 
-def _person_parts(skin: int, hair: str, age: str, role: str, shirt: tuple[int, int, int]) -> list[Part]:
+def _person_parts(skin: int, hair: str, age: str, role: str, shirt: tuple[int, int, int],
+                  hair_col: tuple[int, int, int] | None = None) -> list[Part]:
     """A simple figure: the age cue is proportion, the hair cue is hair length."""
     tone = SKIN_TONES[skin]
     child = age == "child"
     hr = 0.32 if child else 0.24  # head radius
     hy = -0.35 if child else -0.62
     body_top, body_bot = hy + hr, (0.55 if child else 0.6)
-    hair_col = (60, 40, 20) if age == "child" else (90, 60, 30)
+    if hair_col is None:
+        hair_col = (60, 40, 20) if age == "child" else (90, 60, 30)
     body_col = (245, 245, 245) if role in ("doctor", "chef", "nurse") else shirt
     parts: list[Part] = []
     if hair == "long":
@@ -450,19 +460,24 @@ class World:
     def _person_scene(self, rng: np.random.Generator, skin: int | None = None, hair: str | None = None,
                       age: str | None = None, role: str | None = None) -> Scene:
         cfg, s = self.config, self.config.image_size
-        skin = int(rng.integers(0, len(SKIN_TONES))) if skin is None else skin
-        hair = str(rng.choice(HAIR_VALUES)) if hair is None else hair
-        age = str(rng.choice(AGE_VALUES)) if age is None else age
-        if role is None:
-            role = str(rng.choice(ROLES_WITH_PROPS)) if rng.random() < cfg.p_prop else ""
+        # Draw every attribute even when it is forced, so a forced attribute changes nothing else
+        # in the scene: scene(i, hair="short") and scene(i, hair="long") are counterfactual twins.
+        drawn_skin, drawn_hair, drawn_age = int(rng.integers(0, len(SKIN_TONES))), str(rng.choice(HAIR_VALUES)), \
+            str(rng.choice(AGE_VALUES))
+        skin = drawn_skin if skin is None else skin
+        hair = drawn_hair if hair is None else hair
+        age = drawn_age if age is None else age
+        drawn_role = str(rng.choice(ROLES_WITH_PROPS)) if rng.random() < cfg.p_prop else ""
+        role = drawn_role if role is None else role
         shirt = tuple(int(c) for c in rng.integers(30, 230, size=3))
+        hair_col = HAIR_COLOURS[int(rng.integers(0, len(HAIR_COLOURS)))] if cfg.vary_hair_colour else None
         img = self._background(rng)
         bg = img.getpixel((0, 0))
         draw = ImageDraw.Draw(img)
         self._clutter(draw, rng)
         scale = float(rng.uniform(0.33, 0.47)) * s
         cx, cy = float(rng.uniform(scale * 0.6, s - scale * 0.6)), float(rng.uniform(scale, s - scale))
-        self._place(draw, _person_parts(skin, hair, age, role, shirt), cx, cy, scale,
+        self._place(draw, _person_parts(skin, hair, age, role, shirt, hair_col), cx, cy, scale,
                     float(rng.uniform(-0.15, 0.15)), bg)
         caption = self._person_caption(skin, hair, age, role, rng)
         return Scene(np.asarray(img), caption, "person", "person", skin=skin, hair=hair, age=age, role=role)

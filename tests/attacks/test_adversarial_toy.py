@@ -25,10 +25,10 @@ def test_pgd10_at_8_over_255_leaves_the_toy_no_robust_accuracy(toy_model):
 
 def test_targeted_pgd_reaches_the_chosen_class(toy_model, request):
     """PGD-10 at 8/255 pulls >= 90% of images to pizza (the issue's goal). toy-rn meets it;
-    toy-vit measured 0.71 with PGD-10 on these 24 images, so its case is a
+    toy-vit measured 0.67 with PGD-10 on these 24 images (0.76 with 20 steps), so its case is a
     strict xfail rather than a lower bar."""
     if "toy-vit" in request.node.name:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit: targeted PGD-10 success 0.71 < 0.90"))
+        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit: targeted PGD-10 success 0.67 < 0.90"))
     cfg = AdversarialConfig(target="pizza", attack="pgd", eps=8 / 255, steps=10, sanity_n=4, examples=0,
                             batch_size=24)
     res = audit(toy_model, _objects(), cfg)

@@ -99,11 +99,9 @@ def test_random_nonword_does_not_attack(toy_model):
     assert s["attack_success_rate"] <= 0.10, (word, s)
 
 
-def test_success_rises_with_size_and_falls_with_opacity(reading_toy, request):
-    """toy-rn: Spearman 1.00. toy-vit reads 10 px and larger words but not 6 or 8 px, and dips at
-    14 px (0, 0, 0.96, 0.98, 0.87 success): Spearman 0.67 < 0.8, a strict xfail."""
-    if reading_toy.name == "toy-vit":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit size sweep Spearman 0.67 < 0.8"))
+def test_success_rises_with_size_and_falls_with_opacity(reading_toy):
+    """Bigger words fool more, fainter words fewer. Measured: toy-rn Spearman 1.00; toy-vit
+    0.97 (success 0, 0.02, 0.96, 1.00, 1.00 at 6-14 px: it does not read 6-8 px words)."""
     from clipaudit.stats import spearman
 
     res = audit(reading_toy, _clean(48), TypographicConfig(target="pizza", sweep=["size=6,8,10,12,14"],

@@ -40,15 +40,10 @@ def test_planted_crime_skew_is_found(denig):
     assert (others.rate < row.rate).all()
 
 
-def test_control_attribute_not_flagged_over_20_resamplings(people, denig, request):
-    """On toy-rn the hair control shows no disparity and is not flagged. The shipped toy-vit
-    really does label long-haired figures 'criminal' more often: rate ratio 1.58 [1.18, 2.17] in
-    `clipaudit toy validate` (400 scenes, no gendered labels), flagged in 3 of these 20
-    half-samples. Nothing in its world ties hair to crime, so this is an association the model
-    made up, which the audit rightly reports; its case is a strict xfail, not a weaker bar."""
+def test_control_attribute_not_flagged_over_20_resamplings(people, denig):
+    """Hair carries no planted association, so over 20 half-samples the audit must not flag it
+    (at most once), while the same half-samples have the power to see the planted skin skew."""
     model, emb = people
-    if model.name == "toy-vit":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="toy-vit has a real, unplanted hair disparity (1.58 [1.18, 2.17])"))
     harmful = denig["bias_predictions"]["harmful"].to_numpy()
     rng = np.random.default_rng(7)
     n = len(harmful)
@@ -59,6 +54,7 @@ def test_control_attribute_not_flagged_over_20_resamplings(people, denig, reques
                                 n_bootstrap=200, seed=r)
         hair_flags += int((df[df.attribute == "hair"].p_holm < 0.05).any())
         skin_flags += int(((df.attribute == "skin") & (df.group == "tone1") & (df.p_holm < 0.05)).any())
+    print(f"{model.name}: hair flagged in {hair_flags}/20 half-samples, planted skin in {skin_flags}/20")
     assert hair_flags <= 1
     assert skin_flags >= 15  # the same resamplings have the power to see the planted skew
 

@@ -53,3 +53,41 @@ def test_facts_document_the_plants():
     facts = WorldConfig().facts()
     assert facts["planted"]["crime_skew"]["value"] == "tone1"
     assert facts["planted"]["control"]["attribute"] == "hair"
+
+
+def test_forced_hair_makes_counterfactual_twins():
+    """scene(i, hair=...) changes the hair and nothing else: the validation's hair control
+    compares such twins. Forcing an attribute to the value the scene would have drawn anyway
+    gives the very scene of the unforced stream (training data is unchanged by forcing)."""
+    for cfg in (WorldConfig(), WorldConfig(vary_hair_colour=True)):
+        world = World(cfg, seed=7)
+        for i in range(20):
+            free = world.scene(i, "person")
+            same = world.scene(i, "person", hair=free.hair, skin=free.skin, age=free.age, role=free.role)
+            assert np.array_equal(free.image, same.image) and free.caption == same.caption
+            short, long_ = world.scene(i, "person", hair="short"), world.scene(i, "person", hair="long")
+            assert (short.skin, short.age, short.role) == (long_.skin, long_.age, long_.role)
+            changed = np.any(short.image != long_.image, axis=-1)
+            assert 0 < changed.mean() < 0.2  # the hair block only, never the whole scene
+
+
+def test_varied_hair_colours_are_drawn_independently_of_the_planted_attributes():
+    """With varied hair colours every colour turns up for every skin tone (the colour is drawn
+    apart from the planted attributes), and the default world keeps its one adult colour."""
+    from clipaudit.toy.world import HAIR_COLOURS
+
+    def hair_colour(world, i, **force):
+        sc = world.scene(i, "person", role="", age="adult", **force)
+        twin = world.scene(i, "person", role="", age="adult", hair="short" if force.get("hair") == "long" else "long",
+                           **{k: v for k, v in force.items() if k != "hair"})
+        diff = np.any(sc.image != twin.image, axis=-1)  # the long-hair block, where the twins differ
+        long_img = sc.image if force.get("hair") == "long" else twin.image
+        values, counts = np.unique(long_img[diff], axis=0, return_counts=True)
+        return tuple(int(c) for c in values[counts.argmax()])
+
+    varied = World(WorldConfig(vary_hair_colour=True), seed=1)
+    seen = {tone: {hair_colour(varied, i, skin=tone, hair="long") for i in range(60)} for tone in (0, 1, 3)}
+    for tone, colours in seen.items():
+        assert colours == set(HAIR_COLOURS), (tone, colours)
+    fixed = World(WorldConfig(), seed=1)
+    assert {hair_colour(fixed, i, hair="long") for i in range(30)} == {(90, 60, 30)}
