@@ -100,3 +100,21 @@ def test_rate_ratio_ci_stays_defined_when_a_group_never_hits():
     same = np.array([True] * 10 + [False] * 90)
     point, lo, hi = _ratio_ci(same, np.tile(same, 3), seed=0)
     assert point == 1.0 and lo < 1.0 < hi
+
+
+def test_paired_hair_ratio_sees_a_planted_twin_effect_and_not_an_absent_one():
+    """The control compares counterfactual twins: plant a difference in one arm and the CI must
+    exclude 1; give both arms the same hits and it must include 1."""
+    import numpy as np
+
+    from clipaudit.toy.validate import _paired_ratio_ci
+
+    rng = np.random.default_rng(0)
+    short = rng.random(400) < 0.2
+    long_ = short | (rng.random(400) < 0.1)  # the twins' hits plus extra hits on long hair only
+    point, lo, hi = _paired_ratio_ci(long_, short, seed=0)
+    assert lo > 1.0 and point == pytest.approx(long_.mean() / short.mean())
+    point, lo, hi = _paired_ratio_ci(short, short.copy(), seed=0)
+    assert point == 1.0 and lo <= 1.0 <= hi
+    point, lo, hi = _paired_ratio_ci(np.zeros(50, bool), np.zeros(50, bool), seed=0)
+    assert (point, lo, hi) == (1.0, 1.0, 1.0)
