@@ -7,6 +7,13 @@
    equal success). Ours is timed with early stopping (its default: fooled images leave the
    batch) and without it (every image takes every step, as torchattacks does).
 
+The images are toy-world scenes scaled to the model's input size. A random-init ResNet's
+BatchNorm layers hold their initial statistics (mean 0, variance 1), which leaves its head
+almost constant: every image gets the same class and nothing fools it, so an attack
+comparison would measure nothing. The ResNet's BatchNorm statistics are therefore estimated
+once on 32 other scenes before timing (``calibrate_batchnorm``); both attacks then face the
+same, input-dependent model.
+
 Usage: python benchmarks/adversarial.py [--models ViT-B-32,RN50] [--batch 16] [--steps 10]
        [--device auto] [--threads N]
 """
@@ -35,6 +42,29 @@ class Wrapped(torch.nn.Module):
 
 
 
+def toy_scenes(start: int, n: int, size: int, device) -> torch.Tensor:
+    from clipaudit.toy.world import World, scenes_to_pixels
+
+    x = scenes_to_pixels(World(seed=0).batch(start, n))
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True).clamp(0, 1).to(device)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model, pixels: torch.Tensor) -> int:
+    """Replace every BatchNorm's running statistics by those of ``pixels`` (one pass, cumulative
+    average); returns how many layers were recalibrated (0 for a ViT)."""
+    visual = model.model.visual
+    layers = [m for m in visual.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    if layers:
+        visual.train()
+        model.encode_images(pixels)
+        visual.eval()
+    return len(layers)
+
+
 def _timed(fn, device, repeats: int) -> tuple[float, object]:
     fn()  # warm-up
     sync(device)
@@ -52,14 +82,15 @@ def bench_model(name: str, pretrained: str, batch: int, steps: int, eps: float, 
     from clipaudit.attacks.adversarial import Objective, attack
     from clipaudit.model import load_model
 
+    torch.manual_seed(0)  # the random init: the same model on every run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(name, pretrained, device=device)
     dev = model.device
+    n_bn = calibrate_batchnorm(model, toy_scenes(10_000, 32, model.image_size, dev))
     classes = ["apple", "pizza", "ipod", "dog", "cat", "car", "boat", "clock", "key", "star"]
     head = model.classifier(classes)
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 3, model.image_size, model.image_size, generator=g).to(dev)
+    x = toy_scenes(0, batch, model.image_size, dev)
     with torch.no_grad():
         y = head(x).argmax(-1)
     alpha = 2.5 * eps / steps
@@ -83,7 +114,7 @@ def bench_model(name: str, pretrained: str, batch: int, steps: int, eps: float, 
 
     t_full, out_full = _timed(lambda: ours(False), dev, repeats)
     t_early, out_early = _timed(lambda: ours(True), dev, repeats)
-    row = {"model": name, "batch": batch, "steps": steps, "t_fwd_bwd": t_fb, "step_ratio": t_full / steps / t_fb,
+    row = {"model": name, "batchnorm_calibrated": n_bn, "clean_classes": int(y.unique().numel()), "batch": batch, "steps": steps, "t_fwd_bwd": t_fb, "step_ratio": t_full / steps / t_fb,
            "t_ours_full": t_full, "t_ours_early": t_early,
            "success_ours": float(out_full.success.float().mean()),
            "success_ours_early": float(out_early.success.float().mean())}
@@ -119,7 +150,8 @@ def main() -> None:
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         r = bench_model(name, args.pretrained, args.batch, args.steps, args.eps, args.device, args.repeats)
         print(f"{r['model']}: batch {r['batch']}, {r['steps']} steps, eps {args.eps * 255:.3g}/255, "
-              f"device {args.device}")
+              f"device {args.device}; {r['batchnorm_calibrated']} BatchNorm layers calibrated, "
+              f"{r['clean_classes']} distinct clean predictions")
         print(f"  one PGD step / one forward+backward = {r['step_ratio']:.3f}  (goal <= 1.1; "
               f"fwd+bwd {r['t_fwd_bwd'] * 1e3:.0f} ms)")
         if "t_torchattacks" in r:

@@ -161,9 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped weights' count)")
     p.add_argument("--batch", type=int, default=None, help="pairs per step (default: the shipped weights' recipe)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p = add_command(toy_sub, "validate", "Check a toy model against the planted facts on held-out scenes.",
+    p = add_command(toy_sub, "validate", "Check a toy model against the planted facts on held-out scenes "
+                    "of its own training world (the hair control compares counterfactual twins).",
                     "clipaudit toy validate --model toy-vit --n 400", _cmd_toy_validate)
-    p.add_argument("--n", type=int, default=400, help="held-out scenes per check")
+    p.add_argument("--n", type=int, default=400, help="held-out scenes per check (2n people, n twin pairs)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
 
     for module_name in FEATURE_CLIS:
