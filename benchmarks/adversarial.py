@@ -41,7 +41,6 @@ class Wrapped(torch.nn.Module):
         return self.head(x)
 
 
-
 def toy_scenes(start: int, n: int, size: int, device) -> torch.Tensor:
     from clipaudit.toy.world import World, scenes_to_pixels
 
@@ -114,7 +113,8 @@ def bench_model(name: str, pretrained: str, batch: int, steps: int, eps: float, 
 
     t_full, out_full = _timed(lambda: ours(False), dev, repeats)
     t_early, out_early = _timed(lambda: ours(True), dev, repeats)
-    row = {"model": name, "batchnorm_calibrated": n_bn, "clean_classes": int(y.unique().numel()), "batch": batch, "steps": steps, "t_fwd_bwd": t_fb, "step_ratio": t_full / steps / t_fb,
+    row = {"model": name, "batchnorm_calibrated": n_bn, "clean_classes": int(y.unique().numel()), "batch": batch,
+           "steps": steps, "t_fwd_bwd": t_fb, "step_ratio": t_full / steps / t_fb,
            "t_ours_full": t_full, "t_ours_early": t_early,
            "success_ours": float(out_full.success.float().mean()),
            "success_ours_early": float(out_early.success.float().mean())}

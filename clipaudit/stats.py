@@ -31,7 +31,7 @@ def _check_alpha(alpha: float) -> None:
 
 def bootstrap_ci(data: np.ndarray | Sequence[np.ndarray], statistic: Callable[..., np.ndarray] = np.mean,
                  n_resamples: int = 2000, alpha: float = 0.05, seed: int | None = 0,
-                 chunk: int = 500) -> tuple[float, float]:
+                 chunk: int = 500, method: str = "linear") -> tuple[float, float]:
     """Percentile bootstrap CI of ``statistic`` over rows of ``data``.
 
     Args:
@@ -40,6 +40,8 @@ def bootstrap_ci(data: np.ndarray | Sequence[np.ndarray], statistic: Callable[..
             (chunk, n, ...); must reduce axis 1. numpy reductions (np.mean) work as they are.
         n_resamples: number of bootstrap resamples.
         alpha: 1 - coverage.
+        method: numpy quantile method. ``inverted_cdf`` takes order statistics without
+            interpolating, which keeps a bound finite next to infinite resamples (ratios).
 
     Returns:
         (low, high). NaN when there is no data.
@@ -58,7 +60,7 @@ def bootstrap_ci(data: np.ndarray | Sequence[np.ndarray], statistic: Callable[..
         idx = rng.integers(0, n, size=(m, n))
         stats.append(np.asarray(statistic(*[a[idx] for a in arrays], axis=1), dtype=float))
     allstats = np.concatenate(stats)
-    lo, hi = np.nanquantile(allstats, [alpha / 2, 1 - alpha / 2])
+    lo, hi = np.nanquantile(allstats, [alpha / 2, 1 - alpha / 2], method=method)
     return (float(lo), float(hi))
 
 

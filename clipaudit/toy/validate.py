@@ -15,7 +15,7 @@ import torch
 
 from clipaudit.model import AuditModel
 from clipaudit.result import Result
-from clipaudit.stats import grouped_rates_bootstrap, proportion_ci
+from clipaudit.stats import bootstrap_ci, grouped_rates_bootstrap, proportion_ci
 from clipaudit.toy.world import OBJECT_CLASSES, World, WorldConfig, scenes_to_pixels
 
 HELD_OUT_SEED = 900_001  # training uses seeds 0..; validation scenes come from far away
@@ -79,14 +79,13 @@ def _paired_ratio_ci(hit_a: np.ndarray, hit_b: np.ndarray, seed: int,
     """Rate ratio a/b over counterfactual twins (row i of a and b is the same scene), with a
     bootstrap over pairs. Pairing removes the scene-to-scene variance (skin tone above all) that
     an unpaired comparison of two random groups would carry into the ratio."""
-    if len(hit_a) != len(hit_b):
-        raise ValueError("paired ratio: both arms need the same scenes")
-    idx = np.random.default_rng(seed).integers(0, len(hit_a), size=(n_resamples, len(hit_a)))
-    a, b = hit_a[idx].sum(1).astype(float), hit_b[idx].sum(1).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where((a == 0) & (b == 0), 1.0, a / b)
-    lo, hi = np.quantile(ratios, [0.025, 0.975], method="inverted_cdf")
-    return _point_ratio(hit_a, hit_b), float(lo), float(hi)
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+        hits_a, hits_b = a.sum(axis).astype(float), b.sum(axis).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where((hits_a == 0) & (hits_b == 0), 1.0, hits_a / hits_b)
+
+    lo, hi = bootstrap_ci((hit_a, hit_b), ratio, n_resamples=n_resamples, seed=seed, method="inverted_cdf")
+    return _point_ratio(hit_a, hit_b), lo, hi
 
 
 def world_of(model: AuditModel) -> WorldConfig:
