@@ -4,8 +4,12 @@ Why here: a rate without an interval, or fifty group tests without correction, i
 All functions take an explicit ``seed`` and are vectorised (10,000 resamples in one array op).
 
 - :func:`bootstrap_ci`: percentile bootstrap of any statistic of one or more aligned arrays.
-- :func:`proportion_ci`: percentile bootstrap of a rate, drawn exactly as Binomial(n, p)/n
-  (the distribution of a resampled mean of 0/1 data), so it costs O(resamples) not O(n x resamples).
+- :func:`proportion_ci` / :func:`rate_ci`: a rate's Wilson (or Clopper-Pearson) interval;
+  the bootstrap is kept for statistics that are not proportions.
+- :func:`rate_ratio` / :func:`rate_ratio_ci`: a ratio of two rates with its score interval and
+  the one convention for 0/0 and x/0 that every table uses.
+- :func:`ci_from_draws`: equal-tailed percentile interval of resampled statistics.
+- :func:`adjust_pvalues`: Holm or BH over a table column; :func:`format_ci`: "v [lo, hi]".
 - :func:`grouped_rates_bootstrap`: resampled per-group rates for many groups at once.
 - :func:`permutation_test`: difference in means with group sizes kept; exact enumeration when
   the number of splits is small, else Monte Carlo with p = (count + 1) / (n + 1), never 0.
@@ -15,9 +19,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable, Sequence
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
@@ -64,17 +73,129 @@ def bootstrap_ci(data: np.ndarray | Sequence[np.ndarray], statistic: Callable[..
     return (float(lo), float(hi))
 
 
-def proportion_ci(successes: int, n: int, n_resamples: int = 2000, alpha: float = 0.05,
-                  seed: int | None = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the rate ``successes / n`` (exact Binomial resampling)."""
+_PROPORTION_METHODS = {"wilson": "wilson", "beta": "beta", "clopper-pearson": "beta", "jeffreys": "jeffreys",
+                       "agresti-coull": "agresti_coull"}
+
+
+def proportion_ci(successes: int, n: int, alpha: float = 0.05, method: str = "wilson", *,
+                  n_resamples: int | None = None, seed: int | None = None) -> tuple[float, float]:
+    """Confidence interval of the rate ``successes / n`` with real coverage at every count.
+
+    Args:
+        successes, n: counts, 0 <= successes <= n.
+        alpha: 1 - coverage (0.05 -> a 95% interval).
+        method: ``wilson`` (score interval, Wilson 1927; the default: close to nominal coverage
+            on average, never zero-width), ``beta`` / ``clopper-pearson`` (exact, at least
+            nominal coverage everywhere, wider), ``jeffreys`` or ``agresti-coull``. Computed by
+            :func:`statsmodels.stats.proportion.proportion_confint`.
+        n_resamples, seed: ignored; accepted so callers written for the former bootstrap
+            version keep working. A percentile bootstrap of a rate has no width at 0 or n
+            successes (0 of 10 gave [0, 0]), which is why it is no longer used for rates.
+
+    Returns:
+        (low, high) in [0, 1]; (nan, nan) when n == 0.
+
+    Raises:
+        ValueError: alpha outside (0, 1), successes outside [0, n], or an unknown method.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
     _check_alpha(alpha)
+    if method not in _PROPORTION_METHODS:
+        raise ValueError(f"unknown proportion CI method {method!r}; valid: {', '.join(_PROPORTION_METHODS)}")
     if n <= 0:
         return (float("nan"), float("nan"))
     if not 0 <= successes <= n:
         raise ValueError(f"successes must be in [0, n]; got {successes} of {n}")
-    draws = _rng(seed).binomial(n, successes / n, size=n_resamples) / n
-    lo, hi = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
-    return (float(lo), float(hi))
+    lo, hi = proportion_confint(int(successes), int(n), alpha=alpha, method=_PROPORTION_METHODS[method])
+    return (float(max(0.0, lo)), float(min(1.0, hi)))
+
+
+@dataclass(frozen=True)
+class RateCI:
+    """A rate with its confidence interval: ``rate = k / n`` in [lo, hi] (NaN when n == 0)."""
+
+    rate: float
+    lo: float
+    hi: float
+    k: int
+    n: int
+
+
+def rate_ci(k: int, n: int, alpha: float = 0.05, method: str = "wilson") -> RateCI:
+    """``k / n`` with its :func:`proportion_ci` interval, as one record."""
+    lo, hi = proportion_ci(k, n, alpha=alpha, method=method)
+    return RateCI(float(k / n) if n > 0 else float("nan"), lo, hi, int(k), int(n))
+
+
+@dataclass(frozen=True)
+class RatioCI:
+    """A rate ratio (k1/n1) / (k0/n0) with its confidence interval and, when the ratio is not an
+    ordinary number, a note saying why (see :func:`rate_ratio_ci` for the convention)."""
+
+    ratio: float
+    lo: float
+    hi: float
+    note: str = ""
+
+
+def rate_ratio(k1: np.ndarray | int, n1: np.ndarray | int, k0: np.ndarray | int,
+               n0: np.ndarray | int) -> np.ndarray | float:
+    """Point rate ratio (k1/n1) / (k0/n0), elementwise, under the convention of
+    :func:`rate_ratio_ci`: NaN for 0/0 (no events in either group) or an empty group, +inf for
+    x/0 with x > 0, 0 for 0/x."""
+    k1, n1, k0, n0 = (np.asarray(v, dtype=float) for v in (k1, n1, k0, n0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r1 = np.where(n1 > 0, k1 / np.where(n1 > 0, n1, 1), np.nan)
+        r0 = np.where(n0 > 0, k0 / np.where(n0 > 0, n0, 1), np.nan)
+        out = np.where(r0 > 0, r1 / np.where(r0 > 0, r0, 1), np.where(r1 > 0, np.inf, np.nan))
+    out = np.where(np.isnan(r1) | np.isnan(r0), np.nan, out)
+    return float(out) if out.ndim == 0 else out
+
+
+def rate_ratio_ci(k1: int, n1: int, k0: int, n0: int, alpha: float = 0.05) -> RatioCI:
+    """Ratio of two independent rates, (k1/n1) / (k0/n0), with a score confidence interval.
+
+    The interval inverts the score test of the ratio (Koopman 1984; Miettinen & Nurminen 1985),
+    computed by :func:`statsmodels.stats.proportion.confint_proportions_2indep`
+    (``compare="ratio", method="score"``); it keeps its coverage with few events and stays
+    defined when a group has none, where a bootstrap collapses to a point.
+
+    Zero convention (the one every clipaudit table uses):
+
+    - **0/0** (no events in either group): the ratio is undefined, reported as NaN with the note
+      ``"no events in either group"``; the interval is (0, inf): the data exclude no ratio. It is
+      *not* read as parity (1.0): zero events in both groups is absence of evidence.
+    - **x/0**, x > 0: the ratio is +inf (note ``"no events in the reference group"``); the lower
+      bound is the finite score bound, the upper bound +inf, so "CI excludes 1" stays decidable.
+    - **0/x**, x > 0: the ratio is 0; the interval is (0, finite score bound).
+    - an empty group (n1 or n0 == 0): NaN with (nan, nan), note ``"empty group"``.
+
+    Returns:
+        :class:`RatioCI` (ratio, lo, hi, note).
+
+    Raises:
+        ValueError: alpha outside (0, 1) or counts outside 0 <= k <= n.
+    """
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    _check_alpha(alpha)
+    if not (0 <= k1 <= n1 and 0 <= k0 <= n0):
+        raise ValueError(f"rate_ratio_ci needs 0 <= k <= n in each group; got {k1}/{n1} and {k0}/{n0}")
+    nan, inf = float("nan"), float("inf")
+    if n1 == 0 or n0 == 0:
+        return RatioCI(nan, nan, nan, "empty group")
+    if k1 == 0 and k0 == 0:
+        return RatioCI(nan, 0.0, inf, "no events in either group")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo, hi = confint_proportions_2indep(int(k1), int(n1), int(k0), int(n0), method="score",
+                                            compare="ratio", alpha=alpha)
+    lo, hi = float(max(0.0, lo)), float(hi)
+    if k0 == 0:
+        return RatioCI(inf, lo, inf, "no events in the reference group")
+    if k1 == 0:
+        return RatioCI(0.0, 0.0, hi)
+    return RatioCI(float(rate_ratio(k1, n1, k0, n0)), lo, hi)
 
 
 def grouped_rates_bootstrap(successes: np.ndarray, totals: np.ndarray, n_resamples: int = 2000,
@@ -102,10 +223,26 @@ def grouped_rates_bootstrap(successes: np.ndarray, totals: np.ndarray, n_resampl
         return s / np.where(s + f > 0, s + f, np.nan)
 
 
-def ci_from_draws(draws: np.ndarray, alpha: float = 0.05, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of resampled statistics along ``axis`` (NaNs ignored)."""
+def ci_from_draws(draws: np.ndarray, alpha: float = 0.05, axis: int = 0,
+                  method: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed percentile interval of resampled statistics along ``axis`` (NaNs ignored).
+
+    A ``1 - alpha`` interval: its ends are the ``alpha / 2`` and ``1 - alpha / 2`` quantiles
+    (alpha = 0.05 -> the 2.5th and 97.5th percentiles, not the 5th and 95th).
+
+    Args:
+        draws: (..., B, ...) resampled statistics, B along ``axis``.
+        method: numpy quantile method (``inverted_cdf`` keeps a bound finite next to infinite
+            draws, e.g. ratios).
+
+    Returns:
+        (low, high), each of the draws' shape without ``axis``.
+    """
     _check_alpha(alpha)
-    lo, hi = np.nanquantile(draws, [alpha / 2, 1 - alpha / 2], axis=axis)
+    q = np.array([alpha / 2, 1 - alpha / 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN bounds
+        lo, hi = np.nanquantile(np.asarray(draws, dtype=float), q, axis=axis, method=method)
     return lo, hi
 
 
@@ -225,6 +362,49 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adj, 1.0)
     return out
+
+
+def adjust_pvalues(df: "pd.DataFrame", column: str = "p", method: str = "holm") -> "pd.Series":
+    """Multiplicity-adjusted p-values of one table column, the whole column as one family.
+
+    Args:
+        df: the table; rows whose ``column`` is NaN are not tests (left NaN, not counted in m).
+        method: ``holm`` (family-wise error, Holm 1979) or ``bh`` (false discovery rate,
+            Benjamini & Hochberg 1995).
+
+    Returns:
+        a float Series aligned with ``df.index``.
+
+    Raises:
+        ValueError: unknown method or missing column.
+    """
+    import pandas as pd
+
+    adjusters = {"holm": holm, "bh": benjamini_hochberg}
+    if method not in adjusters:
+        raise ValueError(f"unknown p-value adjustment {method!r}; valid: {', '.join(adjusters)}")
+    if column not in df.columns:
+        raise ValueError(f"no column {column!r} to adjust; columns: {', '.join(map(str, df.columns))}")
+    p = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
+    out = np.full(len(p), np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = adjusters[method](p[ok])
+    return pd.Series(out, index=df.index, name=f"{column}_{method}")
+
+
+def format_ci(value: float, lo: float, hi: float, digits: int = 3) -> str:
+    """``"0.125 [0.050, 0.260]"``: a value with its interval at ``digits`` decimals; NaN is
+    written ``n/a`` and infinities ``inf`` / ``-inf``."""
+    def one(v: float) -> str:
+        v = float(v)
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.{digits}f}"
+
+    return f"{one(value)} [{one(lo)}, {one(hi)}]"
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
