@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 from typing import Callable, Iterable, Sequence, TypeVar
@@ -23,8 +24,26 @@ FEATURE_CLIS = ("clipaudit.probes.cli", "clipaudit.attacks.cli", "clipaudit.bias
                 "clipaudit.dashboard.cli", "clipaudit.audit_cli")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+_LONE_PERCENT = re.compile(r"%(?![(%])")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Raw descriptions/epilogs; each flag's default shown once, and only when it tells something.
+
+    A default is left out when it is None, False, empty or SUPPRESS, or when the help text already
+    says what the default is. A lone ``%`` in a help string (``95% CIs``) is escaped, since
+    argparse %-formats every help string.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = _LONE_PERCENT.sub("%%", action.help or "")
+        default = action.default
+        informative = not (default is None or default is False or default == argparse.SUPPRESS
+                           or (isinstance(default, (str, list, tuple)) and len(default) == 0))
+        if (informative and "default" not in text.lower() and action.option_strings
+                and action.nargs != 0):
+            text += " (default: %(default)s)"
+        return text
 
 
 def add_command(sub, name: str, help: str, example: str, func: Callable[[argparse.Namespace], int],
@@ -37,6 +56,8 @@ def add_command(sub, name: str, help: str, example: str, func: Callable[[argpars
     if run:
         p.add_argument("--seed", type=int, default=0, help="seed for every random choice")
         p.add_argument("--out", default=None, help="run folder (default: runs/<command>-<timestamp>)")
+        p.add_argument("--force", action="store_true", help="replace the run already in --out (its files are deleted)")
+        p.add_argument("--resume", action="store_true", help="add this audit to the run in --out (same model and seed)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=func)
     return p
@@ -185,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        from clipaudit.runs import existing_run_policy, policy_from_flags
+
+        with existing_run_policy(policy_from_flags(getattr(args, "force", False), getattr(args, "resume", False))):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("\ninterrupted; results finished so far are kept in the run folder", file=sys.stderr)
         return 130

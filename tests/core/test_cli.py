@@ -47,3 +47,41 @@ def test_console_script_exit_code():
     proc = subprocess.run([sys.executable, "-m", "clipaudit.cli", "layers", "--model", "nope"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown model 'nope'")
+
+
+def _help_of(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0, argv
+    return capsys.readouterr().out
+
+
+def test_top_level_and_every_subcommand_help_is_clean(capsys):
+    """`clipaudit --help` once crashed on the '%' of "95% CIs"; defaults were printed twice."""
+    commands = [[]] + [name.split() for name, _ in _subcommands(build_parser())]
+    assert len(commands) >= 10
+    for argv in commands:
+        text = _help_of(argv, capsys)
+        flat = " ".join(text.split())
+        assert "example:" in text, argv
+        assert "(default: None)" not in flat and "(default: False)" not in flat, argv
+        assert "(default: (default" not in flat, argv
+    assert "95% CIs" in " ".join(_help_of([], capsys).split())
+
+
+def test_each_flag_states_its_default_at_most_once():
+    from clipaudit.cli import _Formatter
+
+    for name, sub in [("clipaudit", build_parser())] + list(_subcommands(build_parser())):
+        fmt = _Formatter(name)
+        for action in sub._actions:
+            if action.help:
+                text = fmt._expand_help(action)
+                assert text.count("(default:") <= 1, (name, action.option_strings, text)
+    seed = next(a for a in _subcommands(build_parser()) if a[0] == "toy validate")[1]
+    assert "(default: 0)" in " ".join(seed.format_help().split())  # an informative zero is kept
+
+
+def test_bare_command_prints_help_not_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "clipaudit.cli"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "example:" in proc.stdout
