@@ -6,13 +6,15 @@ dashboard in ``clipaudit.dashboard``.
 """
 from clipaudit.data import ImageSource, csv_source, folder_source, load_image, open_source, toy_source
 from clipaudit.errors import ClipauditError
-from clipaudit.hooks import Layer, ablate, capture, list_layers, neurons, resolve_layer
+from clipaudit.hooks import (ActivationCache, Layer, ablate, capture, list_layers, neurons, patch, resolve_layer,
+                             run_with_cache)
 from clipaudit.model import AuditModel, ZeroShotHead, load_model
 from clipaudit.result import Result
 from clipaudit.runs import RunFolder, list_runs, open_run
 
 __all__ = [
-    "AuditModel", "ClipauditError", "ImageSource", "Layer", "Result", "RunFolder", "ZeroShotHead",
+    "ActivationCache", "AuditModel", "ClipauditError", "ImageSource", "Layer", "Result", "RunFolder", "ZeroShotHead",
     "ablate", "capture", "csv_source", "folder_source", "list_layers", "load_image", "load_model",
-    "neurons", "open_run", "open_source", "list_runs", "resolve_layer", "toy_source",
+    "neurons", "open_run", "open_source", "list_runs", "patch", "resolve_layer", "run_with_cache",
+    "toy_source",
 ]

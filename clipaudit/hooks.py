@@ -16,9 +16,10 @@ guessed from module types, so any open_clip tower works.
 from __future__ import annotations
 
 import re
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -108,17 +109,20 @@ def _aliases(model_arch: str, table: dict[str, Layer]) -> dict[str, str]:
 def layer_table(model) -> dict[str, Layer]:
     """Every hookable module of the vision tower, keyed by path (cached on the AuditModel).
 
-    One probe forward pass on a batch of two blank images records each module's output shape.
+    One probe forward pass on a batch of two blank images records each module's output shape
+    and the order in which the modules finish (what "deepest" means for an early exit).
     """
     cached = getattr(model, "_layer_table", None)
-    if cached is not None:
+    if cached is not None and _clip(model) in _ORDER:
         return cached
     clip = _clip(model)
     shapes: dict[str, tuple[int, ...]] = {}
+    calls: list[str] = []
     handles = []
 
     def make_hook(path: str):
         def hook(_mod, _inp, out):
+            calls.append(path)
             if isinstance(out, torch.Tensor):
                 shapes[path] = tuple(out.shape)
         return hook
@@ -135,6 +139,7 @@ def layer_table(model) -> dict[str, Layer]:
     finally:
         for h in handles:
             h.remove()
+    _ORDER[clip] = {path: (i, calls.count(path)) for i, path in enumerate(calls)}
     table: dict[str, Layer] = {}
     for path, shape in shapes.items():
         lay = _layout_of(shape, 2)
@@ -148,6 +153,16 @@ def layer_table(model) -> dict[str, Layer]:
     if hasattr(model, "_layer_table"):
         object.__setattr__(model, "_layer_table", table)
     return table
+
+
+# clip module -> {path: (position of its last completion in the forward, calls per forward)}
+_ORDER: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, tuple[int, int]]]" = weakref.WeakKeyDictionary()
+
+
+def _forward_position(model, layer: Layer) -> tuple[int, int]:
+    """(when ``layer`` last finishes in one image forward, how often it runs per forward)."""
+    layer_table(model)
+    return _ORDER[_clip(model)][layer.path]
 
 
 def resolve_layer(model, name: str) -> Layer:
@@ -233,9 +248,199 @@ def neurons(act: torch.Tensor, layout: str, tokens: str = "mean") -> torch.Tenso
     return act.mean(1) if tokens == "mean" else act.amax(1)
 
 
-def neuron_dim(layout: str) -> int:
-    """The axis that indexes neurons in a raw activation of ``layout``."""
-    return _NEURON_DIM[layout]
+class ActivationCache(Mapping[str, torch.Tensor]):
+    """Activations of one forward, keyed by layer path, that know each layer's layout.
+
+    Indexing accepts a path (``visual.`` optional) or an alias of a cached layer.
+
+    Example:
+        >>> emb, cache = run_with_cache(m, pixels, ["block:1", "penultimate"])
+        >>> cache.layout("block:1"), cache.neurons("penultimate").shape   # ('nld', (B, N))
+    """
+
+    def __init__(self, layers: Sequence[Layer], activations: dict[str, torch.Tensor]) -> None:
+        self._layers = {l.path: l for l in layers}
+        self._acts = activations
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The cached layers, in the order they were asked for."""
+        return tuple(self._layers.values())
+
+    def layer(self, name: str) -> Layer:
+        """The :class:`Layer` behind a path or alias; KeyError naming the cached ones otherwise."""
+        name = str(name).strip()
+        for candidate in (name, f"visual.{name}"):
+            if candidate in self._layers:
+                return self._layers[candidate]
+        for layer in self._layers.values():
+            if name in layer.aliases:
+                return layer
+        raise KeyError(f"layer {name!r} is not in this cache{suggest(name, self._layers)} "
+                       f"(cached: {', '.join(self._layers)})")
+
+    def layout(self, name: str) -> str:
+        """The :data:`LAYOUTS` entry of a cached layer."""
+        return self.layer(name).layout
+
+    def neurons(self, name: str, tokens: str = "mean") -> torch.Tensor:
+        """(B, N) one value per neuron per image (:func:`neurons` with the layer's layout)."""
+        layer = self.layer(name)
+        return neurons(self._acts[layer.path], layer.layout, tokens)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._acts[self.layer(name).path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(p for p in self._layers if p in self._acts)
+
+    def __len__(self) -> int:
+        return sum(p in self._acts for p in self._layers)
+
+    def __repr__(self) -> str:
+        return "ActivationCache(" + ", ".join(f"{l.path}: {l.layout}" for l in self.layers) + ")"
+
+
+class _StopForward(Exception):
+    """Raised by the early-exit hook and caught by :func:`run_with_cache` only."""
+
+
+def _stop_layer(model, wanted: Sequence[Layer], stop_at: Layer | str | bool | None) -> Layer | None:
+    """The layer after which the forward stops (None: run it to the end).
+
+    ``True`` picks the deepest of ``wanted``; a name must not come before any of them.
+    """
+    if stop_at is None or stop_at is False:
+        return None
+    deepest = max(wanted, key=lambda l: _forward_position(model, l)[0])
+    if stop_at is True:
+        return deepest
+    (stop,) = _as_layers(model, [stop_at])
+    if _forward_position(model, stop)[0] < _forward_position(model, deepest)[0]:
+        raise ClipauditError(f"stop_at {stop.path!r} comes before {deepest.path!r} in the forward, so "
+                             f"{deepest.path!r} would never be reached; stop at {deepest.path!r} or later "
+                             "(stop_at=True picks it)")
+    return stop
+
+
+def _record_hook(store: dict[str, torch.Tensor], path: str, detach: bool):
+    def hook(_mod, _inp, out):
+        store[path] = out.detach() if detach else out
+    return hook
+
+
+def _stop_hook(calls: int):
+    seen = [0]
+
+    def hook(_mod, _inp, _out):
+        seen[0] += 1
+        if seen[0] >= calls:
+            raise _StopForward
+    return hook
+
+
+def run_with_cache(model, pixels: torch.Tensor, layers: Layer | str | Sequence[Layer | str],
+                   stop_at: Layer | str | bool | None = None,
+                   detach: bool = True) -> tuple[torch.Tensor | None, ActivationCache]:
+    """One image forward that returns the embeddings and the activations of ``layers``
+    (TransformerLens's ``run_with_cache``, with its ``stop_at_layer`` early exit).
+
+    Args:
+        model: an :class:`~clipaudit.model.AuditModel`.
+        pixels: (B, 3, S, S) in [0, 1] (normalised inside, as :meth:`encode_images` does).
+        layers: Layer(s), aliases or paths to record.
+        stop_at: None runs the whole tower; ``True`` stops right after the deepest of
+            ``layers``; a layer name stops right after that layer. Layers after the stop
+            are never computed (a forward hook raises a private exception that is caught
+            here), so reading ``block:2`` of a 12-block ViT costs about 3/12 of a pass.
+        detach: False keeps the activations' graph (feature visualisation, attribution).
+
+    Returns:
+        (embeddings (B, D) L2-normalised, or None when ``stop_at`` is set; the
+        :class:`ActivationCache`). Every hook is removed before returning, also on errors.
+
+    Raises:
+        ClipauditError: an unknown layer (close names suggested), or a ``stop_at`` that
+            comes before a requested layer.
+        ValueError: no layers.
+
+    Example:
+        >>> _, cache = run_with_cache(m, pixels, "block:2", stop_at=True)
+        >>> cache.neurons("block:2").shape   # (B, N)
+    """
+    wanted = list({l.path: l for l in _as_layers(model, layers)}.values())
+    if not wanted:
+        raise ValueError("run_with_cache needs at least one layer")
+    stop = _stop_layer(model, wanted, stop_at)
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for layer in wanted:
+            handles.append(layer.module(model).register_forward_hook(_record_hook(store, layer.path, detach)))
+        if stop is not None:  # registered last: on a shared module it fires after the recorder
+            handles.append(stop.module(model).register_forward_hook(_stop_hook(_forward_position(model, stop)[1])))
+        try:
+            embeddings = model.encode_images(pixels)
+        except _StopForward:
+            embeddings = None
+    finally:
+        for h in handles:
+            h.remove()
+    return embeddings, ActivationCache(wanted, store)
+
+
+PatchFn = Callable[[torch.Tensor, Layer], "torch.Tensor | None"]
+
+
+@contextmanager
+def patch(model, layer: Layer | str, fn: PatchFn) -> Iterator[Layer]:
+    """Replace ``layer``'s output by ``fn(activation, layer)`` in every forward inside the block.
+
+    The one intervention primitive (TransformerLens's hook functions): ablation, clamping, head
+    masks and SAE edits are each an ``fn``. ``fn`` gets the raw activation (layout
+    ``layer.layout``) and returns a tensor of the same shape, or None to keep it. The module
+    is untouched; the hook is removed on exit, also when the body or ``fn`` raises, so outputs
+    return bit for bit to what they were.
+
+    Raises:
+        ClipauditError: unknown layer. ValueError (during the forward): ``fn`` returned a
+        tensor of another shape. TypeError: ``fn`` returned something else.
+
+    Example:
+        >>> with patch(m, "block:1", lambda a, l: a * 0.5):
+        ...     m.encode_images(pixels)
+    """
+    (resolved,) = _as_layers(model, [layer])
+
+    def hook(_mod, _inp, out):
+        new = fn(out, resolved)
+        if new is None:
+            return out
+        if not isinstance(new, torch.Tensor):
+            raise TypeError(f"patch function for {resolved.path} returned {type(new).__name__}, not a tensor or None")
+        if new.shape != out.shape:
+            raise ValueError(f"patch function for {resolved.path} returned shape {tuple(new.shape)}; "
+                             f"the layer's output is {tuple(out.shape)}")
+        return new
+
+    handle = resolved.module(model).register_forward_hook(hook)
+    try:
+        yield resolved
+    finally:
+        handle.remove()
+
+
+def _overwrite(ids: list[int], vals: torch.Tensor, dim: int) -> PatchFn:
+    """A patch function writing ``vals`` (scalar or one per id) into neurons ``ids`` on ``dim``."""
+    index = torch.tensor(ids, dtype=torch.long)
+
+    def fn(out: torch.Tensor, _layer: Layer) -> torch.Tensor:
+        out = out.clone()
+        v = vals.to(out.device, out.dtype)
+        moved = out.movedim(dim, -1)  # a view: writing it writes ``out``
+        moved[..., index.to(out.device)] = v.expand(len(ids)) if v.ndim == 1 else v
+        return out
+    return fn
 
 
 @contextmanager
@@ -243,34 +448,16 @@ def ablate(model, layer: Layer | str, neuron_ids: Sequence[int], value: float | 
     """Overwrite neurons of ``layer`` with ``value`` (a scalar, or one value per listed neuron:
     use per-neuron means for mean-ablation) in every forward inside the block.
 
-    The original module is untouched; leaving the block removes the hook, so outputs return
-    bit for bit to what they were.
+    One use of :func:`patch`: the original module is untouched; leaving the block removes the
+    hook, so outputs return bit for bit to what they were.
     """
     (resolved,) = _as_layers(model, [layer])
     ids = resolved.check_neurons(neuron_ids)
-    dim = _NEURON_DIM[resolved.layout]
-    index = torch.tensor(ids, dtype=torch.long)
     vals = torch.as_tensor(value, dtype=torch.float32)
     if vals.ndim == 1 and vals.numel() != len(ids):
         raise ValueError(f"ablate got {vals.numel()} values for {len(ids)} neurons")
-
-    def hook(_mod, _inp, out):
-        out = out.clone()
-        shape = [1] * out.ndim
-        shape[dim] = len(ids)
-        v = vals.to(out.device, out.dtype)
-        v = v.view(shape) if v.ndim == 1 else v
-        idx = index.to(out.device)
-        moved = out.movedim(dim, -1)
-        patched = v.movedim(dim, -1) if v.ndim == out.ndim else v
-        moved[..., idx] = patched.expand(*moved.shape[:-1], len(ids)) if v.ndim == out.ndim else patched
-        return out
-
-    handle = resolved.module(model).register_forward_hook(hook)
-    try:
-        yield resolved
-    finally:
-        handle.remove()
+    with patch(model, resolved, _overwrite(ids, vals, _NEURON_DIM[resolved.layout])) as lay:
+        yield lay
 
 
 def list_layers(model) -> list[Layer]:

@@ -108,3 +108,71 @@ def test_mean_ablation_sets_each_neuron_to_its_value(tiny_rn):
 def test_list_layers_covers_all_layouts(tiny_vit, tiny_rn):
     layouts = {l.layout for l in list_layers(tiny_vit)} | {l.layout for l in list_layers(tiny_rn)}
     assert {"nchw", "nld", "nd"} <= layouts
+
+
+# -- run_with_cache and patch ---------------------------------------------------------------
+
+def test_run_with_cache_equals_capture_and_knows_layouts(tiny_model):
+    from clipaudit.hooks import run_with_cache
+
+    px = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    names = ["block:1", "penultimate", "final"]
+    with torch.no_grad():
+        with capture(tiny_model, names) as acts:
+            ref = tiny_model.encode_images(px)
+        emb, cache = run_with_cache(tiny_model, px, names)
+    assert torch.equal(emb, ref)
+    layers = [resolve_layer(tiny_model, n) for n in names]
+    assert [l.path for l in cache.layers] == [l.path for l in layers] and set(cache) == set(acts)
+    for layer, name in zip(layers, names):
+        assert torch.equal(cache[layer.path], acts[layer.path]) and torch.equal(cache[name], acts[layer.path])
+        assert cache.layout(name) == layer.layout
+        assert torch.equal(cache.neurons(name), neurons(acts[layer.path], layer.layout))
+    assert cache.layout("final") == "nd"
+    with pytest.raises(KeyError, match="not in this cache"):
+        cache["block:0"]
+
+
+def test_patch_identity_is_bit_for_bit(tiny_model):
+    from clipaudit.hooks import patch
+
+    px = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    base = tiny_model.encode_images(px)
+    seen = []
+    with patch(tiny_model, "block:1", lambda a, layer: seen.append(layer.path) or a):
+        same = tiny_model.encode_images(px)
+    with patch(tiny_model, "block:1", lambda a, layer: None):  # None keeps the activation
+        same_none = tiny_model.encode_images(px)
+    assert torch.equal(same, base) and torch.equal(same_none, base)
+    assert seen == [resolve_layer(tiny_model, "block:1").path]
+
+
+def test_patch_function_sees_the_layer_and_changes_the_output(tiny_vit):
+    from clipaudit.hooks import patch, run_with_cache
+
+    px = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    base = tiny_vit.encode_images(px)
+    with patch(tiny_vit, "penultimate", lambda a, layer: a * 0 + 1.25):
+        changed, cache = run_with_cache(tiny_vit, px, "penultimate")
+    assert not torch.allclose(changed, base)
+    assert torch.all(cache["penultimate"] == 1.25)  # a later recorder sees the patched value
+    assert torch.equal(tiny_vit.encode_images(px), base)
+
+
+def test_patch_removes_hooks_when_fn_or_body_raises(tiny_rn):
+    from clipaudit.hooks import patch
+
+    before = _n_hooks(tiny_rn)
+
+    def boom(a, layer):
+        raise RuntimeError("fn failed")
+
+    with pytest.raises(RuntimeError, match="fn failed"):
+        with patch(tiny_rn, "block:0", boom):
+            assert _n_hooks(tiny_rn) == before + 1
+            tiny_rn.encode_images(torch.rand(1, 3, 64, 64))
+    assert _n_hooks(tiny_rn) == before
+    with pytest.raises(ValueError, match=r"returned shape \(1, 2\)"):
+        with patch(tiny_rn, "block:0", lambda a, layer: torch.zeros(1, 2)):
+            tiny_rn.encode_images(torch.rand(1, 3, 64, 64))
+    assert _n_hooks(tiny_rn) == before
