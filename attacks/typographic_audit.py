@@ -18,6 +18,7 @@ prediction (``true_class_from`` in the summary says which).
 """
 from __future__ import annotations
 
+import difflib
 import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -26,6 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from clipaudit import contract
+from clipaudit.audits import Audit, Headline, PairedMetric, column, equals, minus
 from clipaudit.attacks.typographic import SWEEPABLE, TextStyle, check_style, render, validate, with_params
 from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError, suggest
@@ -53,7 +56,8 @@ class TypographicConfig:
             or a non-word as a control); None = the target.
         images: image source spec (``toy``, ``toy:N``, a folder, a CSV); the CLI opens it.
         n: number of toy scenes when ``images`` is ``toy``.
-        classes: class-list file (None = the default classes); the target is added if missing.
+        classes: class-list file (None = the default classes); the target is matched to a class
+            ignoring case and spacing, added if it names none, refused if it nearly duplicates one.
         templates: prompt-template file (None = "a photo of a {}.").
         style, size, color, opacity, position, repeat, rotation, font, outline: see
             :class:`~clipaudit.attacks.typographic.TextStyle`.
@@ -491,11 +495,41 @@ def check_target(target: str | None) -> str:
     return target
 
 
+def match_target(target: str, classes: Sequence[str]) -> str:
+    """The class the target names: an existing class when the two differ only in case or
+    spacing (``" Apple "`` -> ``apple``), else ``target`` itself (a new class to add).
+
+    Why: a near-duplicate class splits the target's probability mass with the class it
+    duplicates, so success would read 0% while images flip to the original.
+
+    Raises:
+        ClipauditError: the target is not a class but is a near-duplicate of one (a plural,
+            or a spelling within difflib ratio 0.85); the message names the class to use and
+            how to add the target anyway (list it in a ``--classes`` file).
+    """
+    key = " ".join(target.split()).casefold()
+    folded = {" ".join(c.split()).casefold(): c for c in classes}
+    if key in folded:
+        return folded[key]
+    near = [c for f, c in folded.items()
+            if f in (key + "s", key + "es") or key in (f + "s", f + "es")
+            or difflib.SequenceMatcher(None, key, f).ratio() >= 0.85]
+    if near:
+        raise ClipauditError(f"--target {target!r} is not a class but is close to {', '.join(map(repr, near))}; "
+                             f"did you mean --target {near[0]!r}? (to add it as a new class anyway, list it "
+                             f"in a --classes file)")
+    return target
+
+
 def prepare(model: AuditModel, source: ImageSource | None, config: TypographicConfig):
-    """Validate everything before model work: (target, style, class list, added, templates,
-    sweep cells, candidate words or None, skipped words)."""
-    target = check_target(config.target)
-    word = target if config.word is None else config.word
+    """Validate everything before model work: (target class, word, style, class list, added,
+    templates, sweep cells, candidate words or None, skipped words).
+
+    The target is matched to an existing class ignoring case and spacing (see
+    :func:`match_target`); the word written defaults to the target as typed (stripped).
+    """
+    typed = check_target(config.target)
+    word = typed if config.word is None else config.word
     if not word.strip():
         raise ClipauditError("--word is empty; leave it out to write the target, or pass the text to write")
     style = config.text_style()
@@ -506,7 +540,10 @@ def prepare(model: AuditModel, source: ImageSource | None, config: TypographicCo
             validate(word, cell_style, model.image_size)
         except ClipauditError as err:
             raise ClipauditError(f"sweep cell {params}: {err}") from None
-    classes, added = resolve_classes(model, config.classes, source, add=[target])
+    classes, _ = resolve_classes(model, config.classes, source)
+    target = match_target(typed, classes)
+    added = [] if target in classes else [target]
+    classes = classes + added
     templates = read_templates(config.templates)
     words, skipped_words = None, []
     if config.search_words is not None:
@@ -600,3 +637,31 @@ def audit(model: AuditModel, source: ImageSource, config: TypographicConfig, run
 
 def config_dict(config: TypographicConfig) -> dict:
     return asdict(config)
+
+
+# ------------------------------------------------------------------ registry entry (clipaudit.audits)
+
+def run(model: AuditModel, source: ImageSource, config: TypographicConfig, sink) -> Result:
+    """The registry's call shape: :func:`audit` writing through ``sink`` (a ResultSink)."""
+    return audit(model, source, config, run=sink, progress=sink.progress)
+
+
+def plan(args) -> list[str]:
+    """This audit's command line inside ``clipaudit audit`` (``args.quick``: small sizes)."""
+    return ["typographic", "--target", args.target, "--n", "96" if args.quick else "500",
+            *([] if args.quick else ["--sweep", "size=6,8,10,12,14", "opacity=0.25,0.5,1"])]
+
+
+AUDIT = Audit(
+    name=SECTION, config=TypographicConfig, run=run, contract=contract.TYPOGRAPHIC,
+    cli="clipaudit.attacks.typographic_cli", plan=plan,
+    description="write a target word on every image; success and flip rates, sweeps, word search",
+    headlines=(Headline("attack_success_rate", "typographic attack success", "attack_success_ci"),),
+    limitations={"L-typographic": ("attack_success_rate", "flip_rate"), "L-english": ("non_latin_checked",)},
+    paired=(PairedMetric(SECTION, "typographic_images", "clean_accuracy", equals("pred_clean", "true_class")),
+            PairedMetric(SECTION, "typographic_images", "attack_success_rate", column("success")),
+            PairedMetric(SECTION, "typographic_images", "flip_rate", column("flipped")),
+            PairedMetric(SECTION, "typographic_images", "true_prob_drop", minus("p_true_clean", "p_true_attacked")),
+            PairedMetric(SECTION, "typographic_images", "target_prob_rise",
+                         minus("p_target_attacked", "p_target_clean"))),
+)

@@ -39,6 +39,8 @@ def _cmd(args: argparse.Namespace) -> int:
     if init_distributed_from_env(model.device)[0] != 0:  # torchrun: this rank's shard; rank 0 writes
         audit(model, source, cfg)
         return 0
+    if target != " ".join(args.target.split()):
+        print(f"note: target {args.target!r} matched the class {target!r}")
     if added:
         print(f"note: target {target!r} was not in the class list; added it")
     run = RunFolder.create("typographic", args.out, model=model, seed=cfg.seed, config=vars(cfg).copy())

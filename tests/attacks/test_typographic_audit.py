@@ -3,6 +3,7 @@ and on the trained toy the attack works, scales with the dose, and a non-word do
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clipaudit.attacks.typographic_audit import TypographicConfig, audit, parse_sweep
@@ -141,3 +142,100 @@ def test_word_search_ranks_the_target_word_first(reading_toy, tmp_path):
     assert overall.loc["pizza", "mean_target_gain"] > overall.loc["qxvzk", "mean_target_gain"] + 0.2
     assert res.summary["best_words"][0] == "pizza"
     assert set(table["source_class"]) - {"all"}  # per-source-class rows too
+
+
+# ------------------------------------------------------------------- the denominator
+
+def _hand_pass():
+    """8 images, classes (apple, pizza, cup), target pizza. Three are pizzas (the attack
+    'succeeds' on all three: they were pizzas already); of the five others, two flip to pizza.
+    By hand: success 2/5 = 0.4 (0.625 = 5/8 if the pizzas were counted); flips 2/5;
+    p(true) drop over the five = (0.5 + 0 + 0.6 + 0 + 0) / 5 = 0.22."""
+    from clipaudit.attacks.typographic_audit import _Pass
+
+    true = ["pizza", "pizza", "pizza", "apple", "apple", "cup", "cup", "cup"]
+    idx = {"apple": 0, "pizza": 1, "cup": 2}
+    ti = np.array([idx[t] for t in true])
+    attacked = np.array([1, 1, 1, 1, 0, 1, 2, 2])
+    p_true_adv = np.array([0.9, 0.9, 0.9, 0.3, 0.8, 0.2, 0.8, 0.8])
+    variant = {"pred": attacked, "p_true": p_true_adv, "p_target": np.where(attacked == 1, 0.7, 0.1),
+               "text_area": np.full(8, 5.0), "final_size": np.full(8, 12)}
+    return _Pass([str(i) for i in range(8)], pd.DataFrame({"label": true}), true, ti, ti.copy(),
+                 np.full(8, 0.8), np.full(8, 0.1), [variant], [])
+
+
+def test_success_leaves_target_class_images_out_of_the_denominator():
+    from clipaudit.attacks.typographic_audit import _main_stage, _sweep_stage, _words_stage
+    from clipaudit.attacks.typographic import TextStyle
+
+    classes = ["apple", "pizza", "cup"]
+    cfg = TypographicConfig(target="pizza", n_resamples=200)
+    summary, images, by_class = _main_stage(_hand_pass(), classes, "pizza", TextStyle(), cfg)
+    assert summary["n_images"] == 5 and summary["n_excluded"] == 3
+    assert summary["attack_success_rate"] == pytest.approx(0.4)
+    assert summary["flip_rate"] == pytest.approx(0.4)
+    assert summary["true_prob_drop"] == pytest.approx(0.22)
+    assert summary["attacked_accuracy"] == pytest.approx(3 / 5)
+    assert set(by_class["class"]) == {"apple", "cup"}
+    assert by_class.set_index("class")["attack_success_rate"].to_dict() == pytest.approx({"apple": 0.5, "cup": 1 / 3})
+    sweep, _, _ = _sweep_stage(_hand_pass(), [({"size": 12}, TextStyle())], classes, "pizza", cfg)
+    assert sweep.loc[0, "n"] == 5 and sweep.loc[0, "attack_success_rate"] == pytest.approx(0.4)
+    words = _words_stage(_hand_pass(), ["pizza"], classes, "pizza", cfg).set_index("source_class")
+    assert words.loc["all", "n"] == 5 and words.loc["all", "attack_success_rate"] == pytest.approx(0.4)
+    assert "pizza" not in words.index
+
+
+def _with_planted(n_other: int, n_target: int, target: str):
+    """Clean toy scenes of other classes plus ``n_target`` scenes of ``target``, as one source."""
+    from clipaudit.data import ImageSource
+
+    others, planted = _clean(n_other), _clean(n_target, label=target)
+    others = others.subset((others.items["label"] != target).to_numpy())
+    planted.items["id"] = "t" + planted.items["id"].astype(str)
+    items = pd.concat([others.items, planted.items], ignore_index=True)
+
+    def load(row):
+        src = planted if str(row["id"]).startswith("t") else others
+        row = row.copy()
+        row["id"] = str(row["id"]).lstrip("t")
+        return src.loader(row)
+
+    return ImageSource(items, load, "planted", workers=1)
+
+
+def test_planted_target_images_are_excluded_end_to_end(reading_toy):
+    """Six pizzas planted among clean scenes, and the text made invisible (opacity 0: nothing
+    can flip). The trained toy calls the pizzas pizza, so counting them would turn a null
+    attack into a positive one; the headline must be the rate over the others alone."""
+    src = _with_planted(24, 6, "pizza")
+    res = audit(reading_toy, src, TypographicConfig(target="pizza", opacity=0.0, n_resamples=100, examples=0))
+    imgs, s = res.tables["typographic_images"], res.summary
+    n_other = int((src.items["label"] != "pizza").sum())
+    assert s["n_excluded"] == 6 and s["n_images"] == n_other
+    others = imgs[imgs["true_class"] != "pizza"]
+    assert s["attack_success_rate"] == pytest.approx(float((others["pred_clean"] == "pizza").mean()))
+    assert (imgs.loc[imgs["true_class"] == "pizza", "pred_attacked"] == "pizza").mean() >= 0.5
+    assert s["attack_success_rate"] < float(imgs["success"].mean())
+
+
+# ------------------------------------------------------------------- target normalisation
+
+def test_target_matches_an_existing_class_ignoring_case_and_spaces(tiny_rn, tmp_path):
+    from clipaudit.attacks.typographic_audit import match_target, prepare
+
+    assert match_target(" Apple ", ["apple", "banana"]) == "apple"
+    assert match_target("ICE  cream", ["ice cream", "cup"]) == "ice cream"
+    assert match_target("ipod", ["apple", "banana"]) == "ipod"
+    cls = tmp_path / "classes.txt"
+    cls.write_text("apple\nbanana\ncup\n")
+    target, word, _, classes, added, *_ = prepare(tiny_rn, _clean(2), TypographicConfig(target=" Apple ",
+                                                                                       classes=str(cls)))
+    assert (target, word, classes, added) == ("apple", "Apple", ["apple", "banana", "cup"], [])
+
+
+@pytest.mark.parametrize("typed, near", [("apples", "apple"), ("banan", "banana")])
+def test_a_near_duplicate_target_stops_with_did_you_mean(typed, near):
+    from clipaudit.attacks.typographic_audit import match_target
+
+    with pytest.raises(ClipauditError, match=f"did you mean --target '{near}'"):
+        match_target(typed, ["apple", "banana", "cup"])

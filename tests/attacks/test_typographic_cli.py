@@ -38,3 +38,20 @@ def _classes(tmp_path):
     path = tmp_path / "classes.txt"
     path.write_text("apple\nbanana\n")
     return path
+
+
+def test_a_target_differing_only_in_case_and_spaces_uses_the_existing_class(capsys, tmp_path):
+    code = main(BASE + ["--target", " Apple ", "--out", str(tmp_path / "run"), "--classes", str(_classes(tmp_path))])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "note: target ' Apple ' matched the class 'apple'" in out and "added it" not in out
+    assert "toward 'apple'" in out
+
+
+def test_a_near_duplicate_target_is_refused_with_did_you_mean(capsys, tmp_path):
+    code = main(BASE + ["--target", "apples", "--out", str(tmp_path / "run"), "--classes", str(_classes(tmp_path))])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "did you mean --target 'apple'" in lines[0]
+    assert not (tmp_path / "run").exists()
