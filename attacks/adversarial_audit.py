@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from clipaudit import contract
+from clipaudit.audits import Audit, Headline, PairedMetric, column
 from clipaudit.attacks.adversarial import (ATTACKS, MODES, NORMS, Objective, attack, check_eps,
                                            perturbation_norms, random_noise)
 from clipaudit.data import ImageSource
@@ -196,12 +198,13 @@ class _Pass:
 
 
 def _attack_source(model: AuditModel, source: ImageSource, setup: _Setup, config: AdversarialConfig,
-                   eps: float, progress: Callable | None, keep: bool, transfer_head=None) -> _Pass:
+                   eps: float, progress: Callable | None, keep: bool, transfer_head=None,
+                   desc: str = "attack") -> _Pass:
     """Attack every loadable image of ``source`` at ``eps``; one row per image."""
     out = _Pass()
     seed = config.seed
     classes = setup.classes
-    for b_i, batch in enumerate(iterate(source, model, config.batch_size, progress)):
+    for b_i, batch in enumerate(iterate(source, model, config.batch_size, progress, desc=desc)):
         x = batch.pixels.float()
         true = _labels_for(batch.meta, classes)
         with torch.no_grad():
@@ -459,7 +462,7 @@ def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run
     curve_rows = {eps: curve_row(images, eps, config.seed)}
     save_table("adversarial_by_class", by_class_table(images, config.seed))
     for e in sorted({float(v) for v in config.eps_sweep} - {eps}):
-        sweep = _attack_source(model, source, setup, config, e, progress, keep=False)
+        sweep = _attack_source(model, source, setup, config, e, progress, keep=False, desc=f"attack eps={e:.4g}")
         curve_rows[e] = curve_row(pd.DataFrame(sweep.rows), e, config.seed)
         main.worst_violation = max(main.worst_violation, sweep.worst_violation)
         save_table("adversarial_curve", pd.DataFrame([curve_rows[k] for k in sorted(curve_rows)]))
@@ -504,3 +507,31 @@ def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run
     if run is not None:
         run.update_summary(result.summary, section=SECTION)
     return result
+
+
+# ------------------------------------------------------------------ registry entry (clipaudit.audits)
+
+def run(model: AuditModel, source: ImageSource, config: AdversarialConfig, sink) -> Result:
+    """The registry's call shape: :func:`audit` writing through ``sink`` (a ResultSink)."""
+    return audit(model, source, config, run=sink, progress=sink.progress)
+
+
+def plan(args) -> list[str]:
+    """This audit's command line inside ``clipaudit audit`` (``args.quick``: small sizes)."""
+    quick = args.quick
+    return ["adversarial", "--attack", "pgd", "--eps", "4/255", "--steps", "5" if quick else "10",
+            "--n", "32" if quick else "256", "--sanity-n", "16" if quick else "32",
+            "--eps-sweep", "0,2/255,4/255" if quick else "0,1/255,2/255,4/255,8/255"]
+
+
+AUDIT = Audit(
+    name=SECTION, config=AdversarialConfig, run=run, contract=contract.ADVERSARIAL,
+    cli="clipaudit.attacks.adversarial_cli", plan=plan,
+    description="FGSM / PGD / APGD against the zero-shot head or an embedding; robust accuracy vs eps",
+    headlines=(Headline("clean_accuracy", "clean zero-shot accuracy"),
+               Headline("robust_accuracy", "robust accuracy (PGD)", "robust_accuracy_ci")),
+    limitations={"L-adversarial": ("robust_accuracy", "attack_success_rate")},
+    paired=(PairedMetric(SECTION, "adversarial_images", "clean_accuracy", column("correct_clean")),
+            PairedMetric(SECTION, "adversarial_images", "robust_accuracy", column("correct_adv")),
+            PairedMetric(SECTION, "adversarial_images", "attack_success_rate", column("success"))),
+)

@@ -232,7 +232,7 @@ def _true_classes(meta: pd.DataFrame, clean_pred: np.ndarray, classes: Sequence[
 
 def _run_pass(model: AuditModel, head: ZeroShotHead, source: ImageSource, variants: Sequence[_Variant],
               target: str, seed: int, batch_size: int, n_examples: int = 0,
-              progress: Callable | None = None, exclude_target: bool = False) -> _Pass:
+              progress: Callable | None = None, exclude_target: bool = False, desc: str = "typographic") -> _Pass:
     classes = head.classnames
     t_idx = head.index(target)
     position = {str(i): k for k, i in enumerate(source.items["id"].astype(str))}
@@ -242,7 +242,7 @@ def _run_pass(model: AuditModel, head: ZeroShotHead, source: ImageSource, varian
                                    for _ in variants]
     examples: list = []
     rank, world = distributed_context()  # under torchrun each process takes a shard
-    for batch in iterate(source, model, batch_size, progress, rank=rank, world_size=world):
+    for batch in iterate(source, model, batch_size, progress, rank=rank, world_size=world, desc=desc):
         clean = predict_probs(head, batch.pixels, batch_size).numpy()
         pred = clean.argmax(1)
         tc = _true_classes(batch.meta, pred, classes)
@@ -613,7 +613,7 @@ def audit(model: AuditModel, source: ImageSource, config: TypographicConfig, run
 
     if cells:
         sp = _run_pass(model, head, source, [_Variant(word, s) for _, s in cells], target, config.seed,
-                       config.batch_size, progress=progress, exclude_target=True)
+                       config.batch_size, progress=progress, exclude_target=True, desc="sweep")
         sweep, dose, rhos = _sweep_stage(sp, cells, classes, target, config)
         keep({"typographic_sweep": sweep, "typographic_dose": dose},
              {"typographic_dose": dose_figure(dose)} if len(dose) else {},
@@ -622,7 +622,7 @@ def audit(model: AuditModel, source: ImageSource, config: TypographicConfig, run
     if words is not None:
         sub = source.subset(np.arange(len(source)) < max(1, config.search_n))
         wp = _run_pass(model, head, sub, [_Variant(w, style) for w in words], target, config.seed,
-                       config.batch_size, progress=progress, exclude_target=True)
+                       config.batch_size, progress=progress, exclude_target=True, desc="word search")
         table = _words_stage(wp, words, classes, target, config)
         overall = table[table["source_class"] == "all"].sort_values("rank")
         per_class = table[(table["source_class"] != "all") & (table["rank"] == 1)]

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from clipaudit import contract
+from clipaudit.audits import Audit, Headline, PairedMetric, column
 from clipaudit.bias import probes
 from clipaudit.bias.datasets import BiasDataset, open_dataset
 from clipaudit.bias.labelsets import LabelSet, load_label_set
@@ -93,7 +95,7 @@ def embed_images(model, source: ImageSource, batch_size: int = 64,
     """Embed every loadable image of ``source`` once (unloadable ones land in ``source.skipped``)."""
     embs, metas = [], []
     rank, world = distributed_context()  # under torchrun each process embeds a shard
-    for batch in iterate(source, model, batch_size, progress, rank=rank, world_size=world):
+    for batch in iterate(source, model, batch_size, progress, rank=rank, world_size=world, desc="bias"):
         embs.append(model.encode_images(batch.pixels).float().cpu().numpy())
         metas.append(batch.meta)
     if world > 1:  # merge the shards back into source order, as one process would have them
@@ -281,3 +283,29 @@ def audit(model, source: BiasDataset | ImageSource | None, config: BiasConfig | 
 
 def config_dict(cfg: BiasConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+# ------------------------------------------------------------------ registry entry (clipaudit.audits)
+
+def run(model, source, config: BiasConfig, sink) -> Result:
+    """The registry's call shape: :func:`audit` writing through ``sink`` (a ResultSink)."""
+    return audit(model, source, config, run=sink, progress=sink.progress)
+
+
+def plan(args) -> list[str]:
+    """This audit's command line inside ``clipaudit audit`` (``args.quick``: small sizes)."""
+    return ["bias", "--dataset", "toy", "--n", "400" if args.quick else "2000",
+            "--bootstrap", "500" if args.quick else "2000"]
+
+
+AUDIT = Audit(
+    name="bias", config=BiasConfig, run=run, contract=contract.BIAS, cli="clipaudit.bias.cli", plan=plan,
+    description="harmful labels per group, label-set sensitivity, retrieval skew, WEAT",
+    headlines=(Headline("harmful_rate_ratio", "harmful-label rate ratio", "harmful_rate_ratio_ci"),
+               Headline("weat_d", "WEAT effect size d")),
+    limitations={"L-bias": ("max_label_set_shift", "weat_d", "max_skew"),
+                 "L-denigration": ("harmful_rate_ratio", "max_harmful_rate"),
+                 "L-data-skew": ("max_skew",)},
+    paired=(PairedMetric("bias", "bias_predictions", "harmful_rate", column("harmful")),
+            PairedMetric("bias", "bias_predictions", "harmful_rate_extended", column("harmful_extended"))),
+)

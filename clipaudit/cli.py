@@ -20,8 +20,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 from clipaudit.errors import ClipauditError
 
 T = TypeVar("T")
-FEATURE_CLIS = ("clipaudit.probes.cli", "clipaudit.attacks.cli", "clipaudit.bias.cli",
-                "clipaudit.dashboard.cli", "clipaudit.audit_cli")
+CORE_CLIS = ("clipaudit.dashboard.cli", "clipaudit.audit_cli")  # audits add theirs through clipaudit.AUDITS
 
 
 _LONE_PERCENT = re.compile(r"%(?![(%])")
@@ -188,14 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=400, help="held-out scenes per check (2n people, n twin pairs)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
 
-    for module_name in FEATURE_CLIS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and module_name.startswith(err.name):
-                continue  # feature not installed in this build
-            raise
-        module.register(sub)
+    from clipaudit.audits import AUDITS
+
+    modules = [AUDITS.cli_module(name) for name in AUDITS] + list(CORE_CLIS)
+    for module_name in dict.fromkeys(m for m in modules if m):
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from clipaudit import contract
+from clipaudit.audits import Audit, Headline, PairedMetric, column
 from clipaudit.data import ImageSource
 from clipaudit.distributed import distributed_context
 from clipaudit.errors import ClipauditError
@@ -273,3 +275,31 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
 def config_dict(config: NeuronsConfig) -> dict:
     """JSON-ready config for the run manifest."""
     return asdict(config)
+
+
+
+# ------------------------------------------------------------------ registry entry (clipaudit.audits)
+
+def run(model, source: ImageSource, config: NeuronsConfig, sink) -> Result:
+    """The registry's call shape: :func:`audit` writing through ``sink`` (a ResultSink)."""
+    return audit(model, source, config, run=sink, progress=sink.progress, log=sink.log)
+
+
+def plan(args) -> list[str]:
+    """This audit's command line inside ``clipaudit audit`` (``args.quick``: small sizes)."""
+    quick = args.quick
+    return ["neurons", "--layer", "penultimate", "--top", "8" if quick else "16",
+            "--steps", "48" if quick else "512", "--n-images", "256" if quick else "2048",
+            "--attribution-images", "2" if quick else "4", "--n-words", "8" if quick else "16",
+            "--n-pictures", "8" if quick else "16", "--k", "20" if quick else "50"]
+
+
+AUDIT = Audit(
+    name=SECTION, config=NeuronsConfig, run=run, contract=contract.NEURONS, cli="clipaudit.probes.cli",
+    plan=plan, description="neuron scan, SoftWPMI labels, multimodality, feature vis, attribution",
+    headlines=(Headline("n_multimodal", "multimodal neurons"),),
+    limitations={"L-typographic": ("n_multimodal",)},
+    paired=(PairedMetric(SECTION, "neurons", "multimodal_share", column("is_multimodal")),
+            PairedMetric(SECTION, "neurons", "mean_label_score", column("label_score")),
+            PairedMetric(SECTION, "neurons", "mean_multimodal_score", column("multimodal_score"))),
+)

@@ -1,0 +1,84 @@
+"""Run one registered audit into a run folder: the single path every audit command takes.
+
+Why one path: the run folder, the manifest's ``configs[<audit>]`` entry, the result sink with
+its contract, eval mode, progress bars and status all happen here, identically for
+``clipaudit neurons``, ``clipaudit audit`` and any audit added to :data:`clipaudit.AUDITS`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from clipaudit.audits import AUDITS
+from clipaudit.result import Result
+from clipaudit.runs import MANIFEST, RunFolder
+from clipaudit.sink import ResultSink
+
+
+def record_config(run: RunFolder, name: str, config: dict[str, Any]) -> None:
+    """Keep ``config`` under ``manifest.json["configs"][name]`` beside the other audits' configs."""
+    manifest = json.loads((run.path / MANIFEST).read_text())
+    configs = manifest.get("configs") if isinstance(manifest.get("configs"), dict) else {}
+    configs[name] = config
+    run.update_manifest({"configs": configs})
+
+
+def run_audit(name: str, model, source, config, out: str | Path | None = None, seed: int | None = None,
+              progress: Callable | None = None, log: Callable[[str], None] | None = None,
+              write: bool = True, extra: dict | None = None) -> tuple[Result, RunFolder | None]:
+    """Run audit ``name`` on ``model`` over ``source`` with ``config``.
+
+    Args:
+        name: a key of :data:`clipaudit.AUDITS`.
+        model: an :class:`~clipaudit.model.AuditModel` (put in eval mode for the run and handed
+            back in the mode it came in).
+        source: a :class:`~clipaudit.data.ImageSource`.
+        config: an instance of the audit's config class.
+        out: run folder (None: ``runs/<name>-<timestamp>``).
+        seed: recorded in the manifest.
+        progress, log: presentation callbacks for the sink.
+        write: False keeps results in memory only (other torchrun ranks, notebooks).
+        extra: more manifest fields (e.g. ``world_size``).
+
+    Returns:
+        ``(result, run)``; ``run`` is None when ``write`` is False.
+
+    Raises:
+        ClipauditError: whatever the audit refuses, the run folder being occupied or unwritable.
+    """
+    audit = AUDITS[name]
+    if not isinstance(config, audit.config):
+        raise TypeError(f"audit {name!r} needs a {audit.config.__name__}, got {type(config).__name__}")
+    if not write:
+        sink = ResultSink(audit.contract, None, progress=progress, log=log)
+        with _eval_mode(model):
+            return audit.run(model, source, config, sink), None
+    cfg = audit.config_dict(config)
+    run = RunFolder.create(name, out, model=model, seed=seed, config=cfg, extra=extra)
+    with run:
+        record_config(run, name, cfg)
+        sink = ResultSink(audit.contract, run, progress=progress, log=log)
+        with _eval_mode(model):
+            result = audit.run(model, source, config, sink)
+    return result, run
+
+
+class _eval_mode:
+    """Eval mode for the duration of an audit; the module's own train/eval flags come back after."""
+
+    def __init__(self, model) -> None:
+        self.module = getattr(model, "module", None)
+        self.flags: list[tuple[Any, bool]] = []
+
+    def __enter__(self) -> None:
+        if self.module is not None:
+            self.flags = [(m, m.training) for m in self.module.modules()]
+            self.module.eval()
+
+    def __exit__(self, *exc) -> None:
+        for m, flag in self.flags:
+            m.training = flag
+
+
+__all__ = ["record_config", "run_audit"]
