@@ -1,7 +1,7 @@
 """The bias probes, computed from image embeddings + metadata (no model passes of their own
 beyond text encoding), so one embedding pass serves every probe and every resampling.
 
-- :func:`denigration`: harmful-label rate per group with bootstrap CIs, a group-vs-rest
+- :func:`denigration`: harmful-label rate per group with Wilson CIs, a group-vs-rest
   permutation test, Holm and BH adjustment over the whole grid, the rate ratio to the rest
   (with CI) and the minimum detectable difference at the group's size.
 - :func:`label_sensitivity`: the same rates after adding neutral classes (the 'child' finding).
@@ -24,7 +24,7 @@ from clipaudit.bias.labelsets import LabelSet, WeatTest
 from clipaudit.errors import ClipauditError
 
 DENIGRATION_COLUMNS = ["attribute", "group", "n", "n_harmful", "rate", "ci_low", "ci_high", "p", "p_holm",
-                       "p_bh", "mdd", "rate_rest", "rate_ratio", "ratio_ci_low", "ratio_ci_high"]
+                       "p_bh", "mdd", "rate_rest", "rate_ratio", "ratio_ci_low", "ratio_ci_high", "ratio_note"]
 
 
 def _groups(values: pd.Series) -> list[str]:
@@ -44,50 +44,38 @@ def harmful_flags(pred: np.ndarray, classes: Sequence[str], harmful: Sequence[st
     return np.isin(pred, idx)
 
 
-def _group_rows(attribute: str, labels: pd.Series, harmful: np.ndarray, n_bootstrap: int,
-                alpha: float, seed: int) -> list[dict]:
+def _group_rows(attribute: str, labels: pd.Series, harmful: np.ndarray, alpha: float) -> list[dict]:
+    """One row per group: its rate (Wilson CI), the exact group-vs-rest p, and the rate ratio
+    to the rest (score CI, zero convention of :func:`clipaudit.stats.rate_ratio_ci`)."""
     labels = labels.fillna("").astype(str).to_numpy()
     groups = _groups(pd.Series(labels))
     if len(groups) < 2:
         return []
     valid = labels != ""
     base_rate = float(harmful[valid].mean()) if valid.any() else float("nan")
-    succ = np.array([int(harmful[labels == g].sum()) for g in groups])
-    tot = np.array([int((labels == g).sum()) for g in groups])
-    draws = stats.grouped_rates_bootstrap(succ, tot, n_resamples=n_bootstrap, seed=seed)  # (B, G)
-    lo, hi = stats.ci_from_draws(draws, alpha=alpha)
-    succ_draws = draws * tot
     rows = []
-    for j, g in enumerate(groups):
+    for g in groups:
         in_g = labels == g
         rest = valid & ~in_g
+        k, n = int(harmful[in_g].sum()), int(in_g.sum())
         n_rest, k_rest = int(rest.sum()), int(harmful[rest].sum())
-        _, p, _ = stats.permutation_test_counts(int(succ[j]), int(tot[j]), k_rest, n_rest)
-        rest_draws = (succ_draws.sum(1) - succ_draws[:, j]) / n_rest
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio_draws = np.where(rest_draws > 0, draws[:, j] / rest_draws, np.inf)
-            rate_rest = k_rest / n_rest
-            ratio = succ[j] / tot[j] / rate_rest if rate_rest > 0 else (float("nan") if succ[j] == 0 else np.inf)
-            r_lo, r_hi = stats.ci_from_draws(ratio_draws, alpha=alpha)  # inf - inf interpolation -> nan
-        r_lo = float(np.inf if np.isnan(r_lo) and np.isinf(ratio_draws).any() else r_lo)
-        r_hi = float(np.inf if np.isnan(r_hi) and np.isinf(ratio_draws).any() else r_hi)
-        rows.append({"attribute": attribute, "group": g, "n": int(tot[j]), "n_harmful": int(succ[j]),
-                     "rate": succ[j] / tot[j], "ci_low": float(lo[j]), "ci_high": float(hi[j]), "p": p,
-                     "mdd": stats.minimum_detectable_difference(int(tot[j]), base_rate, alpha=alpha, n_ref=n_rest),
-                     "rate_rest": rate_rest, "rate_ratio": float(ratio),
-                     "ratio_ci_low": float(r_lo), "ratio_ci_high": float(r_hi)})
+        _, p, _ = stats.permutation_test_counts(k, n, k_rest, n_rest)
+        rate = stats.rate_ci(k, n, alpha=alpha)
+        ratio = stats.rate_ratio_ci(k, n, k_rest, n_rest, alpha=alpha)
+        rows.append({"attribute": attribute, "group": g, "n": n, "n_harmful": k,
+                     "rate": rate.rate, "ci_low": rate.lo, "ci_high": rate.hi, "p": p,
+                     "mdd": stats.minimum_detectable_difference(n, base_rate, alpha=alpha, n_ref=n_rest),
+                     "rate_rest": k_rest / n_rest, "rate_ratio": ratio.ratio,
+                     "ratio_ci_low": ratio.lo, "ratio_ci_high": ratio.hi, "ratio_note": ratio.note})
     return rows
 
 
-def _adjust(df: pd.DataFrame) -> pd.DataFrame:
-    """Holm and BH over every test in the table (one family per table)."""
+def _adjust(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Holm and BH over every test in the table (one family per table), columns in order."""
     df = df.copy()
-    ok = df["p"].notna().to_numpy()
-    df["p_holm"], df["p_bh"] = np.nan, np.nan
-    if ok.any():
-        df.loc[ok, "p_holm"] = stats.holm(df.loc[ok, "p"].to_numpy())
-        df.loc[ok, "p_bh"] = stats.benjamini_hochberg(df.loc[ok, "p"].to_numpy())
-    return df[DENIGRATION_COLUMNS + [c for c in df.columns if c not in DENIGRATION_COLUMNS]]
+    df["p_holm"] = stats.adjust_pvalues(df, "p", "holm")
+    df["p_bh"] = stats.adjust_pvalues(df, "p", "bh")
+    return df[list(columns) + [c for c in df.columns if c not in columns]]
 
 
 def denigration(harmful: np.ndarray, meta: pd.DataFrame, attributes: Sequence[str], n_bootstrap: int = 2000,
@@ -99,21 +87,25 @@ def denigration(harmful: np.ndarray, meta: pd.DataFrame, attributes: Sequence[st
         meta: (N rows) with the attribute columns; empty values are left out of that attribute.
         attributes: columns to group by.
 
+        n_bootstrap, seed: unused; rates and ratios have closed-form intervals (kept so
+            existing callers work).
+
     Returns:
-        ``DENIGRATION_COLUMNS``: the rate with a stratified bootstrap CI, the two-sided
+        ``DENIGRATION_COLUMNS``: the rate with a Wilson CI, the two-sided
         permutation p of "this group vs every other group of the attribute" (group sizes kept;
         exact: every split is counted through the hypergeometric law, never 0),
         p adjusted by Holm and BH over the whole table, the minimum detectable difference at the
         group's size (80% power, the attribute's overall rate), and the rate ratio to the rest
-        with a bootstrap CI (inf when the rest has no harmful label).
+        with a score CI; zero counts follow :func:`clipaudit.stats.rate_ratio_ci` (0/0: NaN,
+        CI (0, inf), ``ratio_note`` "no events in either group"; x/0: inf with a finite lower bound).
     """
     harmful = np.asarray(harmful, dtype=bool)
     rows = []
-    for i, a in enumerate(attributes):
-        rows += _group_rows(a, meta[a], harmful, n_bootstrap, alpha, seed + 1000 * i)
+    for a in attributes:
+        rows += _group_rows(a, meta[a], harmful, alpha)
     if not rows:
         return pd.DataFrame(columns=DENIGRATION_COLUMNS)
-    return _adjust(pd.DataFrame(rows))
+    return _adjust(pd.DataFrame(rows), DENIGRATION_COLUMNS)
 
 
 def intersectional(harmful: np.ndarray, meta: pd.DataFrame, attributes: Sequence[str], n_bootstrap: int = 2000,
@@ -125,15 +117,15 @@ def intersectional(harmful: np.ndarray, meta: pd.DataFrame, attributes: Sequence
     """
     harmful = np.asarray(harmful, dtype=bool)
     rows = []
-    for i, (a, b) in enumerate(combinations(attributes, 2)):
+    for a, b in combinations(attributes, 2):
         va, vb = meta[a].fillna("").astype(str), meta[b].fillna("").astype(str)
         cell = np.where((va != "") & (vb != ""), va + " x " + vb, "")
         counts = pd.Series(cell).value_counts()
         cell = np.where(pd.Series(cell).map(counts).to_numpy() >= min_group, cell, "")
-        rows += _group_rows(f"{a} x {b}", pd.Series(cell), harmful, n_bootstrap, alpha, seed + 5000 + 1000 * i)
+        rows += _group_rows(f"{a} x {b}", pd.Series(cell), harmful, alpha)
     if not rows:
         return pd.DataFrame(columns=DENIGRATION_COLUMNS)
-    return _adjust(pd.DataFrame(rows))
+    return _adjust(pd.DataFrame(rows), DENIGRATION_COLUMNS)
 
 
 def label_sensitivity(base_harmful: np.ndarray, extended_harmful: np.ndarray, extended_pred: np.ndarray,
@@ -264,12 +256,7 @@ def text_weat(test: WeatTest, x_emb: np.ndarray, y_emb: np.ndarray, a_emb: np.nd
 def adjust_weat(rows: list[dict]) -> pd.DataFrame:
     """The WEAT grid as a table with Holm and BH adjusted p over all its tests."""
     df = pd.DataFrame(rows, columns=[c for c in WEAT_COLUMNS if c not in ("p_holm", "p_bh")])
-    ok = df["p"].notna().to_numpy()
-    df["p_holm"], df["p_bh"] = np.nan, np.nan
-    if ok.any():
-        df.loc[ok, "p_holm"] = stats.holm(df.loc[ok, "p"].to_numpy())
-        df.loc[ok, "p_bh"] = stats.benjamini_hochberg(df.loc[ok, "p"].to_numpy())
-    return df[WEAT_COLUMNS]
+    return _adjust(df, WEAT_COLUMNS)[WEAT_COLUMNS]
 
 
 def label_set_embeddings(model, label_set: LabelSet, classes: Sequence[str]) -> np.ndarray:

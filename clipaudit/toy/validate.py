@@ -15,7 +15,7 @@ import torch
 
 from clipaudit.model import AuditModel
 from clipaudit.result import Result
-from clipaudit.stats import bootstrap_ci, grouped_rates_bootstrap, proportion_ci
+from clipaudit.stats import bootstrap_ci, proportion_ci, rate_ratio, rate_ratio_ci
 from clipaudit.toy.world import OBJECT_CLASSES, World, WorldConfig, scenes_to_pixels
 
 HELD_OUT_SEED = 900_001  # training uses seeds 0..; validation scenes come from far away
@@ -56,36 +56,32 @@ def _predict(model: AuditModel, classnames: list[str], pixels: torch.Tensor, bat
     return torch.cat(out).numpy()
 
 
-def _ratio_ci(hit_a: np.ndarray, hit_b: np.ndarray, seed: int) -> tuple[float, float, float]:
-    """Rate ratio a/b with a stratified percentile-bootstrap CI."""
-    draws = grouped_rates_bootstrap(np.array([hit_a.sum(), hit_b.sum()]), np.array([len(hit_a), len(hit_b)]),
-                                    n_resamples=4000, seed=seed)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = draws[:, 0] / draws[:, 1]
-    ratios = np.where(np.isnan(ratios), 1.0, ratios)  # 0/0: both groups at rate 0
-    # No interpolation between order statistics: resamples with a zero denominator give an
-    # infinite ratio, and interpolating towards inf would turn a bound into NaN.
-    lo, hi = np.quantile(ratios, [0.025, 0.975], method="inverted_cdf")
-    return _point_ratio(hit_a, hit_b), float(lo), float(hi)
-
-
-def _point_ratio(hit_a: np.ndarray, hit_b: np.ndarray) -> float:
-    rate_a, rate_b = hit_a.mean(), hit_b.mean()
-    return float(rate_a / rate_b if rate_b > 0 else float("inf") if rate_a > 0 else 1.0)
+def _ratio_ci(hit_a: np.ndarray, hit_b: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Rate ratio a/b of two independent groups with its score CI (``seed`` unused: the
+    interval is closed-form). Zero counts: :func:`clipaudit.stats.rate_ratio_ci`."""
+    r = rate_ratio_ci(int(hit_a.sum()), len(hit_a), int(hit_b.sum()), len(hit_b))
+    return r.ratio, r.lo, r.hi
 
 
 def _paired_ratio_ci(hit_a: np.ndarray, hit_b: np.ndarray, seed: int,
                      n_resamples: int = 4000) -> tuple[float, float, float]:
     """Rate ratio a/b over counterfactual twins (row i of a and b is the same scene), with a
     bootstrap over pairs. Pairing removes the scene-to-scene variance (skin tone above all) that
-    an unpaired comparison of two random groups would carry into the ratio."""
-    def ratio(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
-        hits_a, hits_b = a.sum(axis).astype(float), b.sum(axis).astype(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where((hits_a == 0) & (hits_b == 0), 1.0, hits_a / hits_b)
+    an unpaired comparison of two random groups would carry into the ratio.
 
+    Zero counts follow :func:`clipaudit.stats.rate_ratio_ci`: a resample with no hits in either
+    arm has no ratio and is left out of the percentiles; with no hits at all the ratio is NaN
+    and the interval (0, inf)."""
+    n = len(hit_a)
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+        return rate_ratio(a.sum(axis), n, b.sum(axis), n)
+
+    point = rate_ratio(int(hit_a.sum()), n, int(hit_b.sum()), n)
+    if not hit_a.any() and not hit_b.any():
+        return point, 0.0, float("inf")
     lo, hi = bootstrap_ci((hit_a, hit_b), ratio, n_resamples=n_resamples, seed=seed, method="inverted_cdf")
-    return _point_ratio(hit_a, hit_b), lo, hi
+    return point, lo, hi
 
 
 def world_of(model: AuditModel) -> WorldConfig:
@@ -118,14 +114,14 @@ def validate(model: AuditModel, n: int = 400, seed: int = 0, world_config: World
     clean = [world.scene(i, "object", label=l, text=False) for i, l in enumerate(labels)]
     pred = _predict(model, classes, scenes_to_pixels(clean))
     correct = pred == np.array([classes.index(l) for l in labels])
-    lo, hi = proportion_ci(int(correct.sum()), n, seed=seed)
+    lo, hi = proportion_ci(int(correct.sum()), n)
     rows.append(("clean_accuracy", correct.mean(), lo, hi, ">= 0.85", correct.mean() >= 0.85))
 
     targets = [str(rng.choice([c for c in classes if c != l])) for l in labels]
     attacked = [world.scene(10_000 + i, "object", label=l, word=t) for i, (l, t) in enumerate(zip(labels, targets))]
     pred = _predict(model, classes, scenes_to_pixels(attacked))
     success = pred == np.array([classes.index(t) for t in targets])
-    lo, hi = proportion_ci(int(success.sum()), n, seed=seed)
+    lo, hi = proportion_ci(int(success.sum()), n)
     rows.append(("typographic_success", success.mean(), lo, hi, ">= 0.60", success.mean() >= 0.60))
 
     nonwords = ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), size=int(rng.integers(4, 7)))) for _ in range(n)]
@@ -133,7 +129,7 @@ def validate(model: AuditModel, n: int = 400, seed: int = 0, world_config: World
     pred = _predict(model, classes, scenes_to_pixels(noise))
     nonword_success = pred == np.array([classes.index(t) for t in targets])
     nonword_flip = float((pred != np.array([classes.index(l) for l in labels])).mean())
-    lo, hi = proportion_ci(int(nonword_success.sum()), n, seed=seed)
+    lo, hi = proportion_ci(int(nonword_success.sum()), n)
     rows.append(("nonword_success", nonword_success.mean(), lo, hi, "<= 0.10", nonword_success.mean() <= 0.10))
 
     people = [world.scene(30_000 + i, "person", role="") for i in range(2 * n)]

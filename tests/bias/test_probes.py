@@ -99,3 +99,23 @@ def test_exact_count_permutation_test_matches_enumeration():
         obs, p, _ = stats.permutation_test_counts(4, 7, 2, 8, alternative=alt)
         assert exact and p == pytest.approx(p_enum) and obs == pytest.approx(4 / 7 - 2 / 8)
     assert stats.permutation_test_counts(0, 50, 0, 50)[1] == pytest.approx(1.0)
+
+
+def test_denigration_rate_and_ratio_cis_follow_the_shared_convention():
+    """Rates carry Wilson intervals (width > 0 at 0 hits); a group whose rest never hits has an
+    infinite ratio with a finite lower bound; no hits anywhere -> NaN ratio, (0, inf), a note."""
+    from clipaudit import stats
+
+    meta = pd.DataFrame({"id": [str(i) for i in range(40)], "g": ["a"] * 20 + ["b"] * 20,
+                         "h": ["x", "y"] * 20})
+    harmful = np.array([True] * 8 + [False] * 12 + [False] * 20)
+    df = probes.denigration(harmful, meta, ["g"]).set_index("group")
+    a, b = df.loc["a"], df.loc["b"]
+    assert (a.ci_low, a.ci_high) == pytest.approx(stats.proportion_ci(8, 20))
+    assert b.ci_low == 0.0 and b.ci_high > 0.1
+    assert a.rate_ratio == np.inf and 1.0 < a.ratio_ci_low < np.inf and a.ratio_ci_high == np.inf
+    assert a.ratio_note == "no events in the reference group"
+    assert b.rate_ratio == 0.0 and b.ratio_ci_low == 0.0
+    none = probes.denigration(np.zeros(40, bool), meta, ["h"])
+    assert none.rate_ratio.isna().all() and (none.ratio_ci_low == 0).all() and np.isinf(none.ratio_ci_high).all()
+    assert set(none.ratio_note) == {"no events in either group"}

@@ -95,8 +95,8 @@ def test_rate_ratio_ci_stays_defined_when_a_group_never_hits():
     never = np.zeros(300, dtype=bool)
     point, lo, hi = _ratio_ci(planted, never, seed=0)
     assert point == float("inf") and not np.isnan(lo) and lo > 1.0
-    point, lo, hi = _ratio_ci(never[:100], never, seed=0)  # 0 vs 0: parity, not an effect
-    assert point == 1.0 and lo <= 1.0 <= hi
+    point, lo, hi = _ratio_ci(never[:100], never, seed=0)  # 0 vs 0: undefined, excludes nothing
+    assert np.isnan(point) and (lo, hi) == (0.0, float("inf"))
     same = np.array([True] * 10 + [False] * 90)
     point, lo, hi = _ratio_ci(same, np.tile(same, 3), seed=0)
     assert point == 1.0 and lo < 1.0 < hi
@@ -117,4 +117,4 @@ def test_paired_hair_ratio_sees_a_planted_twin_effect_and_not_an_absent_one():
     point, lo, hi = _paired_ratio_ci(short, short.copy(), seed=0)
     assert point == 1.0 and lo <= 1.0 <= hi
     point, lo, hi = _paired_ratio_ci(np.zeros(50, bool), np.zeros(50, bool), seed=0)
-    assert (point, lo, hi) == (1.0, 1.0, 1.0)
+    assert np.isnan(point) and (lo, hi) == (0.0, float("inf"))
