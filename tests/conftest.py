@@ -39,8 +39,7 @@ def tiny_model(request, tiny_vit, tiny_rn):
 def _shipped(name: str):
     from clipaudit.toy import weights_path
 
-    if not weights_path(name).is_file():
-        pytest.skip(f"shipped weights for {name} not trained yet")
+    assert weights_path(name).is_file(), f"shipped weights for {name} are missing from the package"
     return _load(name, None)
 
 
@@ -59,3 +58,17 @@ def toy_rn():
 @pytest.fixture(scope="session", params=["toy-vit", "toy-rn"])
 def toy_model(request):
     return _shipped(request.param)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With CLIPAUDIT_FAIL_ON_SKIP set (CI sets it), any skipped test fails the run: a skip there
+    means a dependency went missing or a guard hides a broken import, never a planned absence."""
+    if not os.environ.get("CLIPAUDIT_FAIL_ON_SKIP") or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        for rep in skipped:
+            reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+            print(f"\nunexpected skip: {rep.nodeid}: {reason}")
+        session.exitstatus = 1
