@@ -2,7 +2,7 @@
 
 Why captum's ``IntegratedGradients`` on a neuron-valued forward: the forward function runs the
 model on pixels in [0, 1] and returns the neuron's reduced activation read through
-:func:`clipaudit.hooks.capture` and :func:`clipaudit.hooks.neurons`, so the neuron is a channel
+:func:`clipaudit.hooks.run_with_cache` and :func:`clipaudit.hooks.neurons`, so the neuron is a channel
 on every layout and no hook outlives the call. Attributions are in pixel units.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clipaudit.hooks import Layer, capture, neurons, resolve_layer
+from clipaudit.hooks import Layer, resolve_layer, run_with_cache
 
 
 def neuron_forward(model, layer: Layer, neuron: int, tokens: str = "mean"):
@@ -21,9 +21,8 @@ def neuron_forward(model, layer: Layer, neuron: int, tokens: str = "mean"):
     layer.check_neurons([neuron])
 
     def f(pixels: torch.Tensor) -> torch.Tensor:
-        with capture(model, layer, detach=False) as acts:
-            model.encode_images(pixels)
-            return neurons(acts[layer.path], layer.layout, tokens)[:, neuron].float()
+        _, cache = run_with_cache(model, pixels, layer, stop_at=True, detach=False)  # layers above: not needed
+        return cache.neurons(layer.path, tokens)[:, neuron].float()
     return f
 
 

@@ -5,12 +5,15 @@ hooks it never removes, applies ImageNet normalisation, and its ``channel`` obje
 dim 1, which on a ViT's (B, T, C) activations is the *token* axis. Here the image comes from
 lucent's Fourier + decorrelated-colour parameterisation, the model gets pixels in [0, 1]
 through :meth:`AuditModel.encode_images` (CLIP's own normalisation inside), activations come
-from :func:`clipaudit.hooks.capture`, and objectives reduce with :func:`clipaudit.hooks.neurons`,
-so a neuron is always a channel. K neurons render in one batch, one image (or several) each.
+from :func:`clipaudit.hooks.run_with_cache`, and objectives reduce with
+:func:`clipaudit.hooks.neurons`, so a neuron is always a channel. K neurons render in one batch,
+one image (or several) each. Each step stops the forward right after the rendered layer
+(``stop_at``): the layers above it cannot change the objective, so they are never run.
 """
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -19,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from clipaudit.errors import ClipauditError
-from clipaudit.hooks import Layer, capture, neurons, resolve_layer
+from clipaudit.hooks import Layer, neurons, resolve_layer, run_with_cache
 
 
 class Objective:
@@ -108,7 +111,9 @@ class FeatVisConfig:
 
 def _transforms(size: int) -> list[Callable[[torch.Tensor], torch.Tensor]]:
     """Lucent's standard transforms, scaled from 224 px to ``size``."""
-    from lucent.optvis import transform as T
+    with warnings.catch_warnings():  # lucent imports kornia, which calls the deprecated torch.jit.script
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        from lucent.optvis import transform as T
 
     f = size / 224
     pad, j1, j2 = max(2, round(12 * f)), max(2, round(8 * f)), max(2, round(4 * f))
@@ -169,18 +174,18 @@ def render(model, layer: Layer | str, neuron_ids: Sequence[int], config: FeatVis
     with _seeded(seed):
         params, image_f = param.image(size, batch=batch, decorrelate=config.decorrelate, fft=config.fft)
         opt = torch.optim.Adam(params, lr=config.lr)
-        with capture(model, lay, detach=False) as acts:
-            for _ in range(config.steps):
-                opt.zero_grad(set_to_none=True)
-                x = image_f()
-                for t in transforms:
-                    x = t(x)
-                if x.shape[-1] != size or x.shape[-2] != size:
-                    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-                model.encode_images(x.clamp(0, 1).to(model.device, model.dtype))
-                loss = obj(acts[lay.path])
-                loss.backward()
-                opt.step()
+        for _ in range(config.steps):
+            opt.zero_grad(set_to_none=True)
+            x = image_f()
+            for t in transforms:
+                x = t(x)
+            if x.shape[-1] != size or x.shape[-2] != size:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+            _, cache = run_with_cache(model, x.clamp(0, 1).to(model.device, model.dtype), lay, stop_at=True,
+                                      detach=False)
+            loss = obj(cache[lay.path])
+            loss.backward()
+            opt.step()
         with torch.no_grad():
             final = image_f().clamp(0, 1).float().to(model.device)
             vals = _activations(model, lay, final, neuron_ids, per, config.tokens)
@@ -191,7 +196,6 @@ def render(model, layer: Layer | str, neuron_ids: Sequence[int], config: FeatVis
 def _activations(model, lay: Layer, pixels: torch.Tensor, neuron_ids: Sequence[int], per: int,
                  tokens: str) -> torch.Tensor:
     ids = torch.tensor(list(neuron_ids), dtype=torch.long).repeat_interleave(per)
-    with capture(model, lay) as acts:
-        model.encode_images(pixels.to(model.device, model.dtype))
-        vals = neurons(acts[lay.path], lay.layout, tokens).float().cpu()
+    _, cache = run_with_cache(model, pixels.to(model.device, model.dtype), lay, stop_at=True)
+    vals = cache.neurons(lay.path, tokens).float().cpu()
     return vals.gather(1, ids[:, None]).squeeze(1)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from clipaudit.errors import ClipauditError
-from clipaudit.hooks import Layer, capture, neurons
+from clipaudit.hooks import Layer, run_with_cache
 
 PictureFn = Callable[[str, int, int], list]  # (concept, n, seed) -> PIL images or uint8 arrays
 
@@ -90,10 +90,9 @@ def _to_pixels(model, images: list) -> torch.Tensor:
 def responses(model, layer: Layer, pixels: torch.Tensor, tokens: str = "mean", batch_size: int = 64) -> torch.Tensor:
     """(B, N) activations of every neuron of ``layer`` for ``pixels`` (on CPU)."""
     out = []
-    with capture(model, layer) as acts:
-        for i in range(0, len(pixels), batch_size):
-            model.encode_images(pixels[i:i + batch_size].to(model.device))
-            out.append(neurons(acts[layer.path], layer.layout, tokens).float().cpu())
+    for i in range(0, len(pixels), batch_size):  # stop_at: the layers above are not needed
+        _, cache = run_with_cache(model, pixels[i:i + batch_size].to(model.device), layer, stop_at=True)
+        out.append(cache.neurons(layer.path, tokens).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, layer.n_neurons)
 
 

@@ -20,7 +20,7 @@ import torch
 from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError
 from clipaudit.distributed import gather
-from clipaudit.hooks import Layer, capture, neurons, resolve_layer
+from clipaudit.hooks import Layer, resolve_layer, run_with_cache
 
 
 @dataclass
@@ -224,7 +224,9 @@ def scan(model, source: ImageSource, layer: Layer | str = "penultimate", k: int 
         k: top images kept per neuron.
         batch_size: images per forward.
         tokens: token reduction for token layouts (``mean``/``cls``/``max``).
-        keep_embeddings: also keep the (n_images, D) image embeddings (for labels).
+        keep_embeddings: also keep the (n_images, D) image embeddings (for labels), taken
+            from the same forward as the activations. Without them each forward stops
+            right after ``layer`` (an early exit: the layers above it are never run).
         rank, world_size: this process's shard; with ``world_size`` > 1 the states and
             embeddings are merged across the default ``torch.distributed`` group.
         progress: wraps the batch iterator (a progress bar).
@@ -248,12 +250,13 @@ def scan(model, source: ImageSource, layer: Layer | str = "penultimate", k: int 
     batches = shard.batches(model, batch_size)
     if progress is not None:
         batches = progress(batches, total=n_batches, desc="scan")
-    with torch.no_grad(), capture(model, lay) as acts:
+    with torch.no_grad():
         for batch in batches:
-            emb = model.encode_images(batch.pixels.to(model.device))
+            emb, cache = run_with_cache(model, batch.pixels.to(model.device), lay,
+                                        stop_at=None if keep_embeddings else True)
             pos = torch.tensor([where[i] for i in batch.ids], dtype=torch.long, device=model.device)
-            state.update(neurons(acts[lay.path], lay.layout, tokens), pos)
-            if keep_embeddings:
+            state.update(cache.neurons(lay.path, tokens), pos)
+            if emb is not None:
                 emb_rows.append(emb.float())
                 emb_pos.append(pos)
     skipped = list(shard.skipped)

@@ -176,3 +176,82 @@ def test_patch_removes_hooks_when_fn_or_body_raises(tiny_rn):
         with patch(tiny_rn, "block:0", lambda a, layer: torch.zeros(1, 2)):
             tiny_rn.encode_images(torch.rand(1, 3, 64, 64))
     assert _n_hooks(tiny_rn) == before
+
+
+# -- early exit -------------------------------------------------------------------------------
+
+def _calls_of(model, path: str):
+    """A counter of forwards through the module at ``path`` (remove the handle after)."""
+    from clipaudit.hooks import _module_at
+
+    count = [0]
+    handle = _module_at(model.model, path).register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    return count, handle
+
+
+def _last_module(model) -> str:
+    return "visual.attnpool" if model.arch == "resnet" else "visual.ln_post"
+
+
+def _early_exit_matches_full_pass(model):
+    from clipaudit.hooks import run_with_cache
+
+    px = torch.rand(2, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(4))
+    names = ["block:0", "block:1"]
+    list_layers(model)  # the one-off probe forward happens before counting
+    before = _n_hooks(model)
+    count, handle = _calls_of(model, _last_module(model))
+    try:
+        with torch.no_grad():
+            emb, full = run_with_cache(model, px, names)
+            assert emb is not None and count[0] == 1
+            none, early = run_with_cache(model, px, names, stop_at=True)
+            assert none is None and count[0] == 1  # the layers above block:1 never ran
+            _, at_named = run_with_cache(model, px, "block:0", stop_at="block:1")
+    finally:
+        handle.remove()
+    assert _n_hooks(model) == before
+    for name in names:
+        assert torch.equal(early[name], full[name])
+    assert torch.equal(at_named["block:0"], full["block:0"])
+
+
+def test_early_exit_is_bit_for_bit_on_tiny_architectures(tiny_model):
+    _early_exit_matches_full_pass(tiny_model)
+
+
+def test_early_exit_is_bit_for_bit_on_the_toy(toy_rn):
+    _early_exit_matches_full_pass(toy_rn)
+
+
+def test_early_exit_keeps_gradients_equal(tiny_vit):
+    from clipaudit.hooks import run_with_cache
+
+    grads = []
+    for stop in (None, True):
+        px = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5)).requires_grad_(True)
+        _, cache = run_with_cache(tiny_vit, px, "block:2", stop_at=stop, detach=False)
+        cache.neurons("block:2")[:, 3].sum().backward()
+        grads.append(px.grad)
+    assert grads[0].abs().sum() > 0 and torch.equal(grads[0], grads[1])
+
+
+def test_stop_at_unknown_layer_suggests_close_names(tiny_vit):
+    from clipaudit.hooks import run_with_cache
+
+    before = _n_hooks(tiny_vit)
+    with pytest.raises(ClipauditError, match=r"unknown layer 'block:40'.*did you mean: block:"):
+        run_with_cache(tiny_vit, torch.rand(1, 3, 64, 64), "block:1", stop_at="block:40")
+    with pytest.raises(ClipauditError, match=r"stop_at 'visual.transformer.resblocks.0' comes before "
+                                             r"'visual.transformer.resblocks.2'"):
+        run_with_cache(tiny_vit, torch.rand(1, 3, 64, 64), ["block:2", "block:1"], stop_at="block:0")
+    assert _n_hooks(tiny_vit) == before
+
+
+def test_hooks_removed_when_the_forward_raises_under_early_exit(tiny_rn):
+    from clipaudit.hooks import run_with_cache
+
+    before = _n_hooks(tiny_rn)
+    with pytest.raises(ValueError, match="pixels must be"):
+        run_with_cache(tiny_rn, torch.rand(1, 3, 32, 32), "block:1", stop_at=True)
+    assert _n_hooks(tiny_rn) == before

@@ -68,3 +68,24 @@ def test_render_is_seeded_and_leaves_global_rng_alone(tiny_rn):
     torch.manual_seed(123)
     b, _ = render(tiny_rn, "penultimate", [2], FeatVisConfig(steps=2), seed=4)
     assert torch.equal(a, b) and torch.equal(after, torch.rand(1))
+
+
+def test_render_stops_the_forward_at_the_layer_and_matches_a_full_pass(tiny_model, monkeypatch):
+    """Each step stops after the rendered layer; the images equal full-pass renders bit for bit."""
+    import clipaudit.probes.featvis as fv
+    from clipaudit.hooks import _module_at, list_layers, run_with_cache
+
+    list_layers(tiny_model)
+    last = "visual.attnpool" if tiny_model.arch == "resnet" else "visual.ln_post"
+    count = [0]
+    handle = _module_at(tiny_model.model, last).register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    cfg = FeatVisConfig(steps=3, transforms=False)
+    try:
+        early, early_act = render(tiny_model, "block:1", [2, 5], cfg, seed=3)
+    finally:
+        handle.remove()
+    assert count[0] == 0
+    monkeypatch.setattr(fv, "run_with_cache",
+                        lambda m, px, layers, stop_at=None, detach=True: run_with_cache(m, px, layers, None, detach))
+    full, full_act = render(tiny_model, "block:1", [2, 5], cfg, seed=3)
+    assert torch.equal(early, full) and torch.equal(early_act, full_act)

@@ -81,3 +81,22 @@ def test_all_broken_is_one_clear_error(tiny_rn, tmp_path):
     (tmp_path / "a.png").write_bytes(b"junk")
     with pytest.raises(ClipauditError, match="none of the 1 probe images could be decoded"):
         scan(tiny_rn, folder_source(tmp_path), "penultimate", k=2)
+
+
+def test_scan_without_embeddings_stops_early_and_gives_the_same_state(tiny_model):
+    from clipaudit.hooks import _module_at, list_layers
+
+    src = toy_source(24, seed=5)
+    list_layers(tiny_model)
+    last = "visual.attnpool" if tiny_model.arch == "resnet" else "visual.ln_post"
+    count = [0]
+    handle = _module_at(tiny_model.model, last).register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+    try:
+        early = scan(tiny_model, src, "block:1", k=4, batch_size=8, keep_embeddings=False)
+        assert count[0] == 0 and early.embeddings is None
+        full = scan(tiny_model, src, "block:1", k=4, batch_size=8)
+        assert count[0] == 3  # one full forward per batch, embeddings and activations together
+    finally:
+        handle.remove()
+    for name in ("values", "positions", "mean", "m2"):
+        assert torch.equal(getattr(early.state, name), getattr(full.state, name))
