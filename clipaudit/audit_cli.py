@@ -42,36 +42,97 @@ def _shared_flags(args: argparse.Namespace, out: str) -> list[str]:
     return flags
 
 
+def _validate_neurons(args: argparse.Namespace) -> None:
+    from clipaudit.probes.cli import config_from_args
+
+    config_from_args(args).validate()
+
+
+def _validate_typographic(args: argparse.Namespace) -> None:
+    from clipaudit.attacks.typographic_audit import check_target
+
+    check_target(args.target)
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1 toy images, got {args.n}")
+
+
+def _validate_adversarial(args: argparse.Namespace) -> None:
+    from clipaudit.attacks.adversarial_cli import config_from_args
+
+    config_from_args(args)
+
+
+# the model-free checks each subcommand runs before it loads anything (see each module's _cmd)
+VALIDATORS = {"neurons": _validate_neurons, "typographic": _validate_typographic,
+              "adversarial": _validate_adversarial}
+
+
+def plan_commands(args: argparse.Namespace, out: str, skip: set[str], parser: argparse.ArgumentParser
+                  ) -> dict[str, tuple[list[str], argparse.Namespace]]:
+    """Every sub-audit's command line, parsed and validated before the first one starts.
+
+    Raises:
+        ClipauditError: a sub-audit's flags do not parse or fail its checks (naming the audit).
+    """
+    from clipaudit.errors import ClipauditError
+
+    planned = {}
+    for name, argv in audit_plan(args).items():
+        if name in skip:
+            continue
+        full = argv + _shared_flags(args, out)
+        try:
+            sub_args = parser.parse_args(full)
+        except SystemExit:
+            raise ClipauditError(f"the {name} audit's flags do not parse: clipaudit {shlex.join(full)}") from None
+        try:
+            VALIDATORS.get(name, lambda a: None)(sub_args)
+        except (ClipauditError, ValueError) as err:
+            raise ClipauditError(f"the {name} audit would fail: {err}; nothing was run") from None
+        planned[name] = (full, sub_args)
+    return planned
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from clipaudit.cli import build_parser
     from clipaudit.report import write_report
-    from clipaudit.runs import RunFolder, default_run_dir, open_run
+    from clipaudit.runs import RunFolder, default_run_dir, existing_run_policy, expand_out, open_run
 
     skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
     unknown = skip - set(AUDITS)
     if unknown:
         raise ValueError(f"--skip {sorted(unknown)[0]!r} is not an audit; valid: {', '.join(AUDITS)}")
+    out = str(expand_out(args.out) if args.out else default_run_dir("audit"))
+    planned = plan_commands(args, out, skip, build_parser())  # bad flags fail before the model loads
     model = model_from_args(args)
-    out = str(args.out or default_run_dir("audit"))
     run = RunFolder.create("audit", out, model=model, seed=args.seed, config={"quick": args.quick, "skip": sorted(skip)})
-    parser = build_parser()
+    done = {name for name, d in (open_run(out).manifest.get("audits_detail") or {}).items()
+            if isinstance(d, dict) and d.get("status") == "complete" and name != "audit"}
     timings: dict[str, float] = {}
-    for name, argv in audit_plan(args).items():
-        if name in skip:
-            continue
-        full = argv + _shared_flags(args, out)
-        print(f"\n== {name}: clipaudit {shlex.join(full)}", flush=True)
-        sub_args = parser.parse_args(full)
-        sub_args.preloaded_model = model
-        start = time.time()
-        code = int(sub_args.func(sub_args) or 0)
-        timings[name] = round(time.time() - start, 1)
-        if code != 0:
-            print(f"error: the {name} audit exited with {code}; finished audits are kept in {out}", file=sys.stderr)
-            return code
-    run.update_manifest({"command": "audit", "command_line": shlex.join(["clipaudit", *sys.argv[1:]]),
-                         "audits": [name for name in AUDITS if name in timings], "timings_s": timings})
-    run.finish()
+    status = "failed"
+    try:
+        for name, (full, sub_args) in planned.items():
+            if name in done:
+                print(f"\n== {name}: already complete in {out}; kept (--resume)", flush=True)
+                continue
+            print(f"\n== {name}: clipaudit {shlex.join(full)}", flush=True)
+            sub_args.preloaded_model = model
+            start = time.time()
+            with existing_run_policy("resume"):  # each sub-audit joins this folder
+                code = int(sub_args.func(sub_args) or 0)
+            timings[name] = round(time.time() - start, 1)
+            if code != 0:
+                print(f"error: the {name} audit exited with {code}; finished audits are kept in {out}",
+                      file=sys.stderr)
+                return code
+        status = "complete"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        held = open_run(out).manifest.get("audits") or []
+        run.update_manifest({"timings_s": timings, "audits": [a for a in AUDITS if a in held]})
+        run.finish(status)
     if "bias" in timings:  # the bias section's own exports: the dashboard links to them
         from clipaudit.bias import write_report as write_bias_report
 

@@ -47,3 +47,25 @@ def test_diff_of_identical_runs_is_zero_and_refuses_other_inputs(audit_run, tmp_
 def test_audit_rejects_unknown_skip(capsys):
     assert main(["audit", "--skip", "nuerons"]) == 2
     assert "not an audit" in capsys.readouterr().err
+
+
+def test_audit_validates_every_sub_audit_before_the_first_starts(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["audit", "--quick", "--target", "   ", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "typographic audit would fail" in err and "--target is empty" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # neurons (first in the plan) never started
+
+
+def test_audit_aborted_by_a_failing_sub_audit_is_marked_failed(tmp_path, capsys, monkeypatch):
+    from clipaudit import audit_cli
+
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    plan = {"adversarial": ["adversarial", "--n", "2", "--images", str(empty)]}
+    monkeypatch.setattr(audit_cli, "audit_plan", lambda args: plan)
+    out = tmp_path / "run"
+    assert main(["audit", "--quick", "--out", str(out)]) == 2
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "failed" and m["audits_detail"]["audit"]["status"] == "failed"
+    assert m["finished"] is not None

@@ -9,7 +9,7 @@ import pytest
 
 from clipaudit.errors import ClipauditError
 from clipaudit.result import Result
-from clipaudit.runs import RunFolder, atomic_write_text, list_runs, open_run
+from clipaudit.runs import LOCK, RunFolder, atomic_write_text, list_runs, open_run
 
 
 def test_manifest_records_model_seed_versions(tmp_path, tiny_vit):
@@ -71,3 +71,149 @@ def test_reading_non_runs(tmp_path):
         open_run(tmp_path / "broken")
     RunFolder.create("x", tmp_path / "good", argv=[])
     assert [r.name for r in list_runs(tmp_path)] == ["good"]
+
+
+# ------------------------------------------------------------ occupied folders, locks, provenance
+
+class _Facts:
+    """Stands in for an AuditModel: RunFolder only reads ``describe()``."""
+
+    def __init__(self, name: str, weights_hash: str) -> None:
+        self._facts = {"name": name, "weights_hash": weights_hash}
+
+    def describe(self) -> dict:
+        return dict(self._facts)
+
+
+MODEL_A, MODEL_B = _Facts("toy-rn", "aaaa1111"), _Facts("toy-vit", "bbbb2222")
+
+
+def test_reusing_out_is_refused_without_force_or_resume(tmp_path):
+    first = RunFolder.create("neurons", tmp_path / "r", model=MODEL_A, seed=0, argv=["neurons"])
+    first.write_table("neurons", pd.DataFrame({"neuron": [1]}))
+    first.finish()
+    before = (tmp_path / "r" / "manifest.json").read_text()
+    with pytest.raises(ClipauditError, match=r"already holds a run \(neurons\).*--force.*--resume"):
+        RunFolder.create("typographic", tmp_path / "r", model=MODEL_A, seed=0, argv=["typographic"])
+    assert (tmp_path / "r" / "manifest.json").read_text() == before
+    assert not (tmp_path / "r" / LOCK).exists()
+
+
+def test_cli_refuses_occupied_out_and_both_flags(tmp_path, capsys):
+    from clipaudit.cli import main
+
+    RunFolder.create("neurons", tmp_path / "r", model=MODEL_A, seed=0, argv=["neurons"]).finish()
+    code = main(["adversarial", "--model", "toy", "--n", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and "already holds a run" in err and len(err.strip().splitlines()) == 1
+    code = main(["adversarial", "--n", "1", "--out", str(tmp_path / "r"), "--force", "--resume"])
+    assert code == 2 and "exclude each other" in capsys.readouterr().err
+
+
+def test_force_replaces_the_run_and_its_stale_pictures(tmp_path):
+    from PIL import Image
+
+    old = RunFolder.create("neurons", tmp_path / "r", model=MODEL_A, seed=0, argv=["neurons", "--layer", "a"])
+    old.write_png("featvis_layer_a_3", Image.new("RGB", (4, 4)))
+    old.write_table("neurons", pd.DataFrame({"neuron": [3]}))
+    old.finish()
+    new = RunFolder.create("neurons", tmp_path / "r", model=MODEL_B, seed=1, argv=["neurons", "--layer", "b"],
+                           existing="force")
+    new.finish()
+    assert not (tmp_path / "r" / "images").exists() and not (tmp_path / "r" / "neurons.csv").exists()
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["command_line"] == "clipaudit neurons --layer b" and m["model"]["name"] == "toy-vit"
+    assert list(m["audits_detail"]) == ["neurons"] and m["audits"] == ["neurons"]
+
+
+def test_force_refuses_to_clear_a_folder_that_is_not_a_clipaudit_run(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"name": "my own project"}')
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(ClipauditError, match="not a clipaudit run"):
+        RunFolder.create("neurons", tmp_path, existing="force")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_resume_adds_an_audit_of_the_same_model_and_keeps_provenance_per_audit(tmp_path):
+    a = RunFolder.create("neurons", tmp_path / "r", model=MODEL_A, seed=3, argv=["neurons", "--top", "8"],
+                         config={"top": 8})
+    a.finish()
+    first = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    b = RunFolder.create("typographic", tmp_path / "r", model=MODEL_A, seed=3, argv=["typographic", "--n", "9"],
+                         config={"n": 9}, existing="resume")
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["status"] == "running" and m["audits"] == ["neurons", "typographic"]
+    b.finish("failed")
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    neu, typo = m["audits_detail"]["neurons"], m["audits_detail"]["typographic"]
+    assert neu["command_line"] == "clipaudit neurons --top 8" and neu["status"] == "complete"
+    assert neu["started"] == first["started"] and neu["finished"] == first["finished"]
+    assert typo["command_line"] == "clipaudit typographic --n 9" and typo["status"] == "failed"
+    assert m["configs"] == {"neurons": {"top": 8}, "typographic": {"n": 9}}
+    # the folder's own start and command line stay those of the audit that created it
+    assert m["started"] == first["started"] and m["command_line"] == "clipaudit neurons --top 8"
+    assert m["status"] == "failed"
+
+
+def test_resume_refuses_another_model_naming_both(tmp_path):
+    RunFolder.create("neurons", tmp_path / "r", model=MODEL_A, seed=0, argv=["neurons"]).finish()
+    with pytest.raises(ClipauditError, match=r"toy-rn \(weights aaaa1111\).*toy-vit \(weights bbbb2222\)"):
+        RunFolder.create("bias", tmp_path / "r", model=MODEL_B, seed=0, argv=["bias"], existing="resume")
+    with pytest.raises(ClipauditError, match="--seed 0, not 5"):
+        RunFolder.create("bias", tmp_path / "r", model=MODEL_A, seed=5, argv=["bias"], existing="resume")
+    with pytest.raises(ClipauditError, match="already holds a complete neurons audit"):
+        RunFolder.create("neurons", tmp_path / "r", model=MODEL_A, seed=0, argv=["neurons"], existing="resume")
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["audits"] == ["neurons"] and m["model"]["name"] == "toy-rn"
+
+
+_HOLDER = """
+import sys, time
+from clipaudit.runs import RunFolder
+run = RunFolder.create("neurons", sys.argv[1], argv=["neurons"])
+with run:
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def _start_holder(folder) -> "subprocess.Popen":
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_second_writer_is_refused_while_the_first_runs_and_sigterm_marks_interrupted(tmp_path):
+    import signal
+
+    proc = _start_holder(tmp_path / "r")
+    try:
+        with pytest.raises(ClipauditError, match=rf"being written by process {proc.pid}"):
+            RunFolder.create("neurons", tmp_path / "r", existing="force")
+        assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "running"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["status"] == "interrupted" and m["audits_detail"]["neurons"]["status"] == "interrupted"
+    assert not (tmp_path / "r" / LOCK).exists()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / LOCK).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "since": "x"}))
+    run = RunFolder.create("neurons", tmp_path / "r", argv=["neurons"])
+    assert f"left by process {pid}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r" / LOCK).read_text())["pid"] == os.getpid()
+    run.finish()
+    assert not (tmp_path / "r" / LOCK).exists()
