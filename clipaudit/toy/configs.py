@@ -1,43 +1,56 @@
-"""Architectures of the toy CLIP variants, as data (open_clip's config shape).
+"""Architectures of the toy CLIP variants, as open_clip model configs (``model_configs/*.json``).
 
-Both are real open_clip ``CLIP`` modules, so every code path that serves a real CLIP serves
-the toy too. Sizes are chosen so each variant trains on 2 CPU cores within an hour.
+Why open_clip's own registry: the toys are real open_clip ``CLIP`` modules, so registering their
+configs with :func:`open_clip.add_model_config` makes ``open_clip.create_model("toy-rn")``,
+``open_clip.get_tokenizer("toy-rn")`` (context length 16) and clipaudit's loader treat them like
+any other architecture: no special-cased loading path, and loading never imports the training
+loop. Sizes are chosen so each variant trains on 2 CPU cores within an hour.
 """
 from __future__ import annotations
 
 import copy
+import json
+from functools import lru_cache
+from pathlib import Path
 
+CONFIG_DIR = Path(__file__).parent / "model_configs"
 CONTEXT_LENGTH = 16
-_TEXT = {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 3}
-
-TOY_CONFIGS: dict[str, dict] = {
-    "toy-vit": {
-        "embed_dim": 128,
-        "vision_cfg": {"image_size": 64, "layers": 4, "width": 128, "head_width": 32,
-                       "mlp_ratio": 4.0, "patch_size": 8},
-        "text_cfg": _TEXT,
-    },
-    "toy-rn": {
-        "embed_dim": 128,
-        "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
-        "text_cfg": _TEXT,
-    },
-}
+#: model names that stand for a toy variant (``--model toy``)
 TOY_ALIASES = {"toy": "toy-rn"}
 
 
+@lru_cache(maxsize=1)
+def _configs() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(CONFIG_DIR.glob("*.json"))}
+
+
+def __getattr__(name: str):
+    if name == "TOY_CONFIGS":
+        return copy.deepcopy(_configs())
+    raise AttributeError(name)
+
+
 def toy_names() -> list[str]:
-    return sorted(TOY_CONFIGS) + sorted(TOY_ALIASES)
+    return sorted(_configs()) + sorted(TOY_ALIASES)
 
 
 def get_toy_config(name: str) -> dict:
     """A copy of the config for ``name`` (``toy`` resolves to the default variant)."""
     name = TOY_ALIASES.get(name, name)
-    if name not in TOY_CONFIGS:
+    if name not in _configs():
         raise ValueError(f"unknown toy model {name!r}; valid: {', '.join(toy_names())}")
-    return copy.deepcopy(TOY_CONFIGS[name])
+    return copy.deepcopy(_configs()[name])
 
 
 def canonical_toy_name(name: str) -> str:
     get_toy_config(name)
     return TOY_ALIASES.get(name, name)
+
+
+@lru_cache(maxsize=1)
+def register_with_open_clip() -> None:
+    """Add the toy configs to open_clip's model-config registry (once per process)."""
+    import open_clip
+
+    if not set(_configs()) <= set(open_clip.list_models()):
+        open_clip.add_model_config(CONFIG_DIR)
