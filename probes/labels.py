@@ -9,6 +9,7 @@ say what *this* model's image space means, with no second model involved.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -83,33 +84,70 @@ def concept_probs(image_embeddings: torch.Tensor, concept_embeddings: torch.Tens
     return torch.softmax(temperature * img @ concept_embeddings.float().t(), dim=-1)
 
 
-def soft_wpmi(probs: torch.Tensor, top_positions: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
-    """SoftWPMI scores (N, C) from per-image concept probabilities.
+RANK_WEIGHT_START = 0.998
+RANK_WEIGHT_END = 0.97
+MIN_PROB = 1e-7
+
+
+def rank_weights(k: int) -> torch.Tensor:
+    """(k,) how sure we are that the image at rank r belongs to the neuron's top set: falling
+    linearly from 0.998 at rank 1 by (0.998 - 0.97) / k per rank (CLIP-Dissect's
+    ``p_start``/``p_end``), so about 0.97 at rank k."""
+    return RANK_WEIGHT_START - torch.arange(k, dtype=torch.float32) / k * (RANK_WEIGHT_START - RANK_WEIGHT_END)
+
+
+def log_p_concept_given_top(probs: torch.Tensor, top_positions: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """(N, C) soft-AND log-probability that a concept describes *all* of a neuron's top images.
+
+    ``log p(c | top set) = sum_r log(1 - w_r (1 - p(c | x_r)) + 1e-7)``, w_r from
+    :func:`rank_weights` (a concept that misses the rank-1 image costs more than one that misses
+    rank k). Ranks whose image is absent (position -1, or a NaN row of ``probs``) are left out;
+    a neuron with no image at all gets NaN.
+
+    Args:
+        probs: (n_images, C) p(concept | image).
+        top_positions: (N, k) long image positions per neuron, best first (-1 = none).
+    """
+    valid = ~torch.isnan(probs).any(1)
+    clean = torch.nan_to_num(probs.float(), nan=0.0)
+    k = top_positions.shape[1]
+    weights = rank_weights(k)
+    out = torch.empty(top_positions.shape[0], probs.shape[1])
+    for start in range(0, top_positions.shape[0], chunk):
+        pos = top_positions[start:start + chunk]  # (n, k)
+        keep = (pos >= 0) & valid[pos.clamp_min(0)]
+        p = clean[pos.clamp_min(0)]  # (n, k, C)
+        terms = torch.log(1 - weights[None, :, None] * (1 - p) + MIN_PROB) * keep[..., None]
+        score = terms.sum(1)
+        score[~keep.any(1)] = float("nan")
+        out[start:start + chunk] = score
+    return out
+
+
+def soft_wpmi(probs: torch.Tensor, top_positions: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
+    """CLIP-Dissect's SoftWPMI scores (N, C) (Oikarinen & Weng 2023, Eq. for soft WPMI; checked
+    against the authors' ``similarity.soft_wpmi`` on the same inputs in the tests).
+
+    ``score(n, c) = log p(c | top set of n) - lam * log p(c)`` where the first term is the
+    soft AND of :func:`log_p_concept_given_top` and ``p(c)`` is that probability averaged over
+    the N neurons scored here (``logsumexp_n - log N``), so a concept probable on every
+    neuron's top images (a generic one) is discounted against a specific one.
 
     Args:
         probs: (n_images, C) p(concept | image); rows of NaN (skipped images) are ignored.
-        top_positions: (N, k) long image positions per neuron, best first (-1 = none).
-        lam: weight of ``log p(concept)``.
+        top_positions: (N, k) long image positions per neuron, best first (-1 = none). Pass
+            every neuron of the layer: the prior is averaged over these rows.
+        lam: weight of ``log p(c)`` (CLIP-Dissect: 1).
 
-    Each top image at rank r counts with weight w_r falling linearly from 1 to 0.5 (how sure we
-    are it belongs to the neuron's top set); log p(c | top set) = log(1 - prod_r (1 - w_r p(c|x_r))).
+    Returns:
+        (N, C) float scores; NaN rows for neurons without top images.
     """
-    valid = ~torch.isnan(probs).any(1)
-    clean = torch.nan_to_num(probs, nan=0.0)
-    log_prior = torch.log(clean[valid].mean(0).clamp_min(1e-12))  # (C,)
-    k = top_positions.shape[1]
-    weights = torch.linspace(1.0, 0.5, k)
-    out = torch.empty(top_positions.shape[0], probs.shape[1])
-    for start in range(0, top_positions.shape[0], 64):
-        pos = top_positions[start:start + 64]  # (n, k)
-        keep = (pos >= 0) & valid[pos.clamp_min(0)]
-        w = weights[None, :] * keep  # (n, k): missing images weigh 0
-        p = clean[pos.clamp_min(0)] * w[..., None]  # (n, k, C)
-        log_none = torch.log1p(-p.clamp(max=1 - 1e-7)).sum(1)
-        score = torch.log((-torch.expm1(log_none)).clamp_min(1e-30)) - lam * log_prior
-        score[~keep.any(1)] = float("nan")
-        out[start:start + 64] = score
-    return out
+    log_given = log_p_concept_given_top(probs, top_positions)
+    ok = ~torch.isnan(log_given).any(1)
+    if not ok.any():
+        return log_given
+    log_prior = torch.logsumexp(log_given[ok], dim=0) - math.log(int(ok.sum()))
+    return log_given - lam * log_prior
 
 
 def label_neurons(scores: torch.Tensor, concepts: list[str], top: int = 5) -> pd.DataFrame:
@@ -145,7 +183,7 @@ def label_scan(scan_result, concepts: list[str], concept_embeddings: torch.Tenso
     ids = list(range(scan_result.state.n_neurons)) if neuron_ids is None else list(neuron_ids)
     probs = concept_probs(scan_result.embeddings, concept_embeddings, config.temperature)
     k = min(config.k, scan_result.state.k)
-    scores = soft_wpmi(probs, scan_result.state.positions[ids, :k], config.lam)
+    scores = soft_wpmi(probs, scan_result.state.positions[:, :k], config.lam)[ids]
     table = label_neurons(scores, concepts, config.top_labels)
     table["neuron"] = ids
     return table, scores
