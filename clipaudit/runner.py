@@ -6,22 +6,13 @@ its contract, eval mode, progress bars and status all happen here, identically f
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 from clipaudit.audits import AUDITS
 from clipaudit.result import Result
-from clipaudit.runs import MANIFEST, RunFolder
+from clipaudit.runs import RunFolder
 from clipaudit.sink import ResultSink
-
-
-def record_config(run: RunFolder, name: str, config: dict[str, Any]) -> None:
-    """Keep ``config`` under ``manifest.json["configs"][name]`` beside the other audits' configs."""
-    manifest = json.loads((run.path / MANIFEST).read_text())
-    configs = manifest.get("configs") if isinstance(manifest.get("configs"), dict) else {}
-    configs[name] = config
-    run.update_manifest({"configs": configs})
 
 
 def run_audit(name: str, model, source, config, out: str | Path | None = None, seed: int | None = None,
@@ -56,8 +47,7 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
             return audit.run(model, source, config, sink), None
     cfg = audit.config_dict(config)
     run = RunFolder.create(name, out, model=model, seed=seed, config=cfg, extra=extra)
-    with run:
-        record_config(run, name, cfg)
+    with run:  # RunFolder.create keeps cfg under manifest["configs"][name], with per-audit provenance
         sink = ResultSink(audit.contract, run, progress=progress, log=log)
         with _eval_mode(model):
             result = audit.run(model, source, config, sink)
@@ -81,4 +71,4 @@ class _eval_mode:
             m.training = flag
 
 
-__all__ = ["record_config", "run_audit"]
+__all__ = ["run_audit"]
