@@ -16,7 +16,7 @@ import pandas as pd
 from clipaudit.bias.audit import SCOPE_NOTE
 from clipaudit.errors import ClipauditError
 from clipaudit.modelcard import get_limitation, measured_figures
-from clipaudit.runs import RunView, atomic_write_text, open_run, to_json
+from clipaudit.runs import RunView, check_writable, open_run, to_json, write_export
 
 REPORT_FORMATS = ("html", "md", "csv", "json")
 TABLES = ("bias_denigration", "bias_intersectional", "bias_label_sensitivity", "bias_skew", "bias_weat",
@@ -210,17 +210,20 @@ def write_report(run_dir: Path | str, fmt: str = "html", to: Path | str | None =
     if fmt not in REPORT_FORMATS:
         raise ClipauditError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
     run = _open(run_dir)
-    out = Path(to) if to else run.path / _DEFAULT_NAMES[fmt]
+    out = check_writable(to) if to else run.path / _DEFAULT_NAMES[fmt]
     if fmt == "csv":
         if out.exists() and not out.is_dir():
             raise ClipauditError(f"--to {str(out)!r} is a file; CSV export needs a folder")
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ClipauditError(f"--to {str(out)!r} cannot be written ({err.strerror or type(err).__name__}); "
+                                 "choose a folder you can write to") from None
         for name, df in _tables(run).items():
-            atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-        atomic_write_text(out / "summary.json", to_json(run.summary["bias"]))
+            write_export(out / f"{name}.csv", df.to_csv(index=False))
+        write_export(out / "summary.json", to_json(run.summary["bias"]))
         return out
     if out.is_dir():
         out = out / _DEFAULT_NAMES[fmt]
     text = {"html": html_report, "md": markdown, "json": json_report}[fmt](run)
-    atomic_write_text(out, text)
-    return out
+    return write_export(out, text)

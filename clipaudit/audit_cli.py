@@ -170,11 +170,14 @@ def format_summary(summary: dict) -> str:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     from clipaudit.diff import diff_runs
-    from clipaudit.runs import atomic_write_text
+    from clipaudit.runs import check_writable, expand_out, write_export
 
-    table = diff_runs(args.run_a, args.run_b, audit=args.audit, n_resamples=args.bootstrap, seed=args.seed)
     if args.to:
-        atomic_write_text(args.to, table.to_csv(index=False))
+        check_writable(args.to)  # before the bootstrap, not after
+    table = diff_runs(expand_out(args.run_a), expand_out(args.run_b), audit=args.audit,
+                      n_resamples=args.bootstrap, seed=args.seed)
+    if args.to:
+        write_export(args.to, table.to_csv(index=False))
     with_ci = table.copy()
     print(with_ci.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.to:

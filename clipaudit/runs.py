@@ -295,6 +295,26 @@ def _make_folder(path: Path) -> None:
                              "choose a folder you can write to")
 
 
+def check_writable(path: Path | str, flag: str = "--to") -> Path:
+    """``path`` (``~`` expanded) if a file could be created there, checked before any work is done.
+
+    Raises:
+        ClipauditError: a parent of ``path`` is a regular file, or the nearest existing folder
+            cannot be written.
+    """
+    path = expand_out(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ClipauditError(f"{flag} {str(path)!r} cannot be written ({str(parent)!r} is a file, not a folder); "
+                             "choose a folder you can write to")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ClipauditError(f"{flag} {str(path)!r} cannot be written (no permission on {str(parent)!r}); "
+                             "choose a folder you can write to")
+    return path
+
+
 def write_export(path: Path | str, text: str, flag: str = "--to") -> Path:
     """Write a user-chosen export file atomically; an unwritable path is a one-line error.
 

@@ -12,7 +12,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 def check_args(args: argparse.Namespace) -> Path:
     """Validate --runs/--host/--port before starting the server; return the runs folder."""
-    runs = Path(args.runs)
+    runs = Path(args.runs).expanduser()
     if not runs.exists():
         raise ClipauditError(f"--runs {args.runs!r} does not exist; pass the folder that holds your run folders "
                              "(default runs/, made by any audit command)")

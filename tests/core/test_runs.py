@@ -217,3 +217,61 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path, caps
     assert json.loads((tmp_path / "r" / LOCK).read_text())["pid"] == os.getpid()
     run.finish()
     assert not (tmp_path / "r" / LOCK).exists()
+
+
+# ------------------------------------------------------------ outputs that cannot be written
+
+def _synthetic_run(folder, result, model=MODEL_A):
+    run = RunFolder.create(result.section, folder, model=model, seed=0, argv=[result.section])
+    result.save(run)
+    run.finish()
+    return folder
+
+
+def test_out_under_a_regular_file_is_a_one_line_error(tmp_path, capsys):
+    from clipaudit.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ClipauditError, match="cannot be written"):
+        RunFolder.create("neurons", blocker / "run")
+    with pytest.raises(ClipauditError, match="exists and is not a folder"):
+        RunFolder.create("neurons", blocker)
+    assert main(["adversarial", "--n", "1", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "cannot be written" in err and len(err.strip().splitlines()) == 1
+
+
+def test_diff_and_bias_report_to_an_unwritable_path_exit_2(tmp_path, capsys):
+    from clipaudit.cli import main
+    from clipaudit.dashboard.synthetic import bias_result, typographic_result
+
+    a = _synthetic_run(tmp_path / "a", typographic_result(seed=0))
+    b = _synthetic_run(tmp_path / "b", typographic_result(seed=0, strength=0.9))
+    c = _synthetic_run(tmp_path / "c", bias_result())
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["diff", str(a), str(b), "--bootstrap", "50", "--to", str(blocker / "d.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --to") and "cannot be written" in err and len(err.strip().splitlines()) == 1
+    for fmt in ("md", "html", "json", "csv"):
+        assert main(["bias", "report", str(c), "--format", fmt, "--to", str(blocker / "r")]) == 2, fmt
+        err = capsys.readouterr().err
+        assert err.startswith("error: --to") and len(err.strip().splitlines()) == 1, fmt
+
+
+def test_out_and_to_expand_the_home_folder(tmp_path, monkeypatch, capsys):
+    from clipaudit.cli import main
+    from clipaudit.dashboard.synthetic import typographic_result
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    run = RunFolder.create("x", "~/r", argv=[])
+    run.finish()
+    assert (home / "r" / "manifest.json").is_file() and not (cwd / "~").exists()
+    _synthetic_run(home / "a", typographic_result(seed=0))
+    assert main(["diff", "~/a", "~/a", "--bootstrap", "20", "--to", "~/d.csv"]) == 0
+    assert (home / "d.csv").is_file() and not (cwd / "~").exists()
