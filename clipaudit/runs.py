@@ -579,11 +579,18 @@ class RunFolder:
 
 @dataclass
 class RunView:
-    """A finished or half-written run folder, for readers. Tables load lazily."""
+    """A finished or half-written run folder, for readers. Tables load lazily.
+
+    ``damaged`` is None for a readable run, else why it cannot be trusted (its manifest or
+    summary is not what a run writes); such views come only from ``open_run(...,
+    allow_damaged=True)`` / ``list_runs(..., include_damaged=True)`` and hold an empty
+    manifest/summary.
+    """
 
     path: Path
     manifest: dict
     summary: dict = field(default_factory=dict)
+    damaged: str | None = None
 
     @property
     def name(self) -> str:
@@ -600,6 +607,12 @@ class RunView:
         return (self.path / f"{name}.csv").is_file() or (self.path / f"{name}.parquet").is_file()
 
     def table(self, name: str) -> pd.DataFrame:
+        """The table ``name`` (Parquet when readable, else CSV).
+
+        Raises:
+            ClipauditError: the run has no such table, or neither file can be parsed (one line,
+                naming the file).
+        """
         pq, csv = self.path / f"{name}.parquet", self.path / f"{name}.csv"
         if pq.is_file():
             try:
@@ -607,44 +620,104 @@ class RunView:
             except Exception:
                 pass
         if csv.is_file():
-            return pd.read_csv(csv)
+            try:
+                return pd.read_csv(csv)
+            except (ValueError, OSError) as err:  # ParserError, EmptyDataError, bad bytes
+                why = " ".join(str(err).split()) or type(err).__name__
+                raise ClipauditError(f"run {self.name}: table {csv.name} cannot be read ({why}); "
+                                     "the run folder is damaged") from None
+        if pq.is_file():
+            raise ClipauditError(f"run {self.name}: table {pq.name} cannot be read and has no CSV copy; "
+                                 "the run folder is damaged")
         raise ClipauditError(f"run {self.name} has no table {name!r}; it has: {', '.join(self.tables()) or 'none'}")
 
     def images(self) -> list[Path]:
         return sorted((self.path / IMAGES).glob("*.png"))
 
 
-def open_run(path: Path | str) -> RunView:
-    """Read a run folder's manifest and summary; a clear error when it is not one."""
-    path = Path(path)
+# the manifest fields readers rely on, and the JSON types a run writes for them
+_MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
+    "command": (str, type(None)), "command_line": (str,), "started": (str, type(None)),
+    "finished": (str, type(None)), "status": (str,), "audits": (list,), "model": (dict, type(None)),
+    "seed": (int, type(None)), "config": (dict,), "audits_detail": (dict,), "configs": (dict,),
+}
+_JSON_NAMES = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object",
+               bool: "true/false", type(None): "null"}
+
+
+def _kind(obj: Any) -> str:
+    return _JSON_NAMES.get(type(obj), type(obj).__name__)
+
+
+def manifest_problem(manifest: Any) -> str | None:
+    """Why ``manifest`` (parsed JSON) is not the shape a run writes, or None when it is."""
+    if not isinstance(manifest, dict):
+        return f"{MANIFEST} holds {_kind(manifest)}, not an object"
+    for key, types in _MANIFEST_TYPES.items():
+        if key in manifest and (not isinstance(manifest[key], types) or isinstance(manifest[key], bool)):
+            return f"{MANIFEST} field {key!r} is {_kind(manifest[key])} ({str(manifest[key])[:40]!r})"
+    if any(not isinstance(a, str) for a in manifest.get("audits") or []):
+        return f"{MANIFEST} field 'audits' holds something other than audit names"
+    return None
+
+
+def _read_run_json(path: Path) -> tuple[Any, str | None]:
+    try:
+        return json.loads(path.read_text()), None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, f"{path.name} is not valid JSON"
+    except OSError as err:
+        return None, f"{path.name} cannot be read ({err.strerror or type(err).__name__})"
+
+
+def open_run(path: Path | str, allow_damaged: bool = False) -> RunView:
+    """Read a run folder's manifest and summary.
+
+    Args:
+        allow_damaged: return a view with ``damaged`` set (the reason) instead of raising when
+            the manifest or summary is not what a run writes.
+
+    Raises:
+        ClipauditError: ``path`` is not a run folder (no manifest), or it is damaged and
+            ``allow_damaged`` is False (the message names the file and the fault).
+    """
+    path = expand_out(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise ClipauditError(f"{str(path)!r} is not a clipaudit run folder (no {MANIFEST})")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError:
-        raise ClipauditError(f"{str(mpath)!r} is not valid JSON; the run folder is damaged") from None
+    manifest, problem = _read_run_json(mpath)
+    if problem is None:
+        problem = manifest_problem(manifest)
+    summary: Any = {}
     spath = path / SUMMARY
-    try:
-        summary = json.loads(spath.read_text()) if spath.is_file() else {}
-    except json.JSONDecodeError:
-        summary = {}
+    if problem is None and spath.exists():
+        summary, problem = _read_run_json(spath)
+        if problem is None and not isinstance(summary, dict):
+            problem = f"{SUMMARY} holds {_kind(summary)}, not an object"
+        elif problem is None and any(not isinstance(v, dict) for v in summary.values()):
+            bad = next(k for k, v in summary.items() if not isinstance(v, dict))
+            problem = f"{SUMMARY} section {bad!r} is {_kind(summary[bad])}, not an object"
+    if problem is not None:
+        if not allow_damaged:
+            raise ClipauditError(f"run folder {str(path)!r} is damaged: {problem}")
+        return RunView(path, {}, {}, damaged=problem)
     return RunView(path, manifest, summary)
 
 
-def list_runs(root: Path | str = "runs") -> list[RunView]:
-    """Run folders directly under ``root`` (and ``root`` itself if it is one), newest first."""
-    root = Path(root)
+def list_runs(root: Path | str = "runs", include_damaged: bool = False) -> list[RunView]:
+    """Run folders directly under ``root`` (and ``root`` itself if it is one), newest first.
+
+    Damaged runs are left out, or listed last with ``damaged`` set when ``include_damaged``.
+    """
+    root = expand_out(root)
     candidates = [root] if (root / MANIFEST).is_file() else []
     if root.is_dir():
         candidates += [p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
-    views = []
-    for p in candidates:
-        try:
-            views.append(open_run(p))
-        except ClipauditError:
-            continue
-    return sorted(views, key=lambda v: v.manifest.get("started") or "", reverse=True)
+    views = [open_run(p, allow_damaged=True) for p in candidates]
+    good = sorted((v for v in views if v.damaged is None), key=lambda v: v.manifest.get("started") or "",
+                  reverse=True)
+    bad = sorted((v for v in views if v.damaged is not None), key=lambda v: v.name)
+    return good + bad if include_damaged else good
 
 
 def iter_tables(run: RunView) -> Iterator[tuple[str, pd.DataFrame]]:
