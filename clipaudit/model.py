@@ -15,12 +15,14 @@ Weight lookup order for ``load_model(name, pretrained)``:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -310,12 +312,37 @@ def _load_toy(name: str, pretrained: str | None, device: str, precision: str) ->
     return _finish(module, canon, tag, tokenizer, device, precision)
 
 
+class _DropOpenClipRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open_clip" not in record.pathname
+
+
+@contextlib.contextmanager
+def _quiet_open_clip() -> Iterator[None]:
+    """Hold back open_clip's and huggingface_hub's log lines while a model is built here.
+
+    open_clip logs "No pretrained weights loaded ..." or "Failed to download ..." on the root
+    logger just before clipaudit raises its own one-line error (or warns about random init), so
+    the user would read two accounts of one event. Only these records, only inside the block.
+    """
+    root, hub = logging.getLogger(), logging.getLogger("huggingface_hub")
+    drop, hub_level = _DropOpenClipRecords(), hub.level
+    root.addFilter(drop)
+    hub.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+        hub.setLevel(hub_level)
+
+
 def _load_open_clip(name: str, pretrained: str | None, device: str, precision: str) -> AuditModel:
     import open_clip
 
     if name.startswith("hf-hub:"):
         try:
-            module = open_clip.create_model(name, device="cpu")
+            with _quiet_open_clip():
+                module = open_clip.create_model(name, device="cpu")
         except Exception as err:
             raise ClipauditError(f"cannot load {name} from the Hugging Face hub or cache ({type(err).__name__}); "
                                  "offline, download it elsewhere and pass the file with --pretrained PATH") from None
@@ -330,12 +357,14 @@ def _load_open_clip(name: str, pretrained: str | None, device: str, precision: s
             raise ClipauditError(f"{name} needs --pretrained: a tag ({', '.join(tags[:6]) or 'none known'}), "
                                  "a checkpoint path, or 'none' for random init")
         if pretrained == RANDOM_INIT:
-            module = open_clip.create_model(name, pretrained=None, device="cpu")
+            with _quiet_open_clip():
+                module = open_clip.create_model(name, pretrained=None, device="cpu")
             tag = RANDOM_INIT
         elif Path(pretrained).expanduser().exists() or os.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors")):
-            module = open_clip.create_model(name, pretrained=None, device="cpu")
             path = Path(pretrained).expanduser()
             sd = _read_state_dict(path)
+            with _quiet_open_clip():
+                module = open_clip.create_model(name, pretrained=None, device="cpu")
             for meta_key in ("input_resolution", "context_length", "vocab_size"):
                 sd.pop(meta_key, None)
             _load_into(module, sd, str(path), name)
@@ -346,7 +375,8 @@ def _load_open_clip(name: str, pretrained: str | None, device: str, precision: s
                 raise ClipauditError(f"unknown pretrained tag {pretrained!r} for {name}"
                                      f"{suggest(pretrained, tags)} (valid: {', '.join(tags) or 'none'})")
             try:
-                module = open_clip.create_model(name, pretrained=pretrained, device="cpu")
+                with _quiet_open_clip():
+                    module = open_clip.create_model(name, pretrained=pretrained, device="cpu")
             except Exception as err:
                 from open_clip.pretrained import get_pretrained_cfg
 

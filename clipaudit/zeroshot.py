@@ -78,12 +78,14 @@ def predict_probs(head: ZeroShotHead, pixels: torch.Tensor, batch_size: int = 64
 
 
 def iterate(source: ImageSource, model: AuditModel, batch_size: int = 32,
-            progress: Callable | None = None, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
-    """Batches of ``source`` for this process (its shard when ``world_size`` > 1)."""
+            progress: Callable | None = None, rank: int = 0, world_size: int = 1,
+            desc: str = "images") -> Iterator[Batch]:
+    """Batches of ``source`` for this process (its shard when ``world_size`` > 1); ``desc``
+    names the stage on the progress bar (``attack``, ``sweep``, ``bias`` ...)."""
     src = source.shard(rank, world_size) if world_size > 1 else source
     n_batches = (len(src) + batch_size - 1) // batch_size
     it = src.batches(model, batch_size)
-    return progress(it, total=n_batches, desc="images") if progress else it
+    return progress(it, total=n_batches, desc=desc) if progress else it
 
 
 def probs_table(ids: Sequence[str], probs: torch.Tensor, classnames: Sequence[str], prefix: str = "") -> pd.DataFrame:
