@@ -169,7 +169,7 @@ def format_summary(summary: dict) -> str:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from clipaudit.diff import diff_runs
+    from clipaudit.diff import diff_runs, left_out
     from clipaudit.runs import check_writable, expand_out, write_export
 
     if args.to:
@@ -180,6 +180,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         write_export(args.to, table.to_csv(index=False))
     with_ci = table.copy()
     print(with_ci.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for audit, why in left_out(table).items():
+        print(f"left out: {audit}: {why}")
     if args.to:
         print(f"written to {args.to}")
     return 0

@@ -29,7 +29,18 @@ from clipaudit.errors import ClipauditError
 from clipaudit.runs import RunView, open_run
 from clipaudit.stats import bootstrap_ci, ci_from_draws, grouped_rates_bootstrap
 
-__all__ = ["DIFF_COLUMNS", "PairedMetric", "PAIRED_METRICS", "diff_runs", "comparable_audits"]
+__all__ = ["DIFF_COLUMNS", "PairedMetric", "PAIRED_METRICS", "IncomparableError", "diff_runs",
+           "comparable_audits", "left_out"]
+
+
+class IncomparableError(ClipauditError):
+    """Two runs' results of one audit are not on the same inputs, so they cannot be paired."""
+
+
+# the flags that fix each audit's inputs: what to pass alike to make two runs comparable
+INPUT_FLAGS = {"neurons": "--layer, --images, --n-images and --seed",
+               "typographic": "--images, --n and --seed", "adversarial": "--images, --n and --seed",
+               "bias": "--dataset, --n and --seed"}
 
 DIFF_COLUMNS = ["audit", "metric", "a", "b", "difference", "ci_low", "ci_high", "n_pairs", "paired"]
 
@@ -118,23 +129,24 @@ def _keyed(run: RunView, table: str) -> pd.DataFrame:
     return df.set_index("_key")
 
 
-def _check_same_inputs(run_a: RunView, run_b: RunView, table: str, a: pd.DataFrame, b: pd.DataFrame) -> None:
-    ka, kb = set(a.index), set(b.index)
-    if ka != kb:
-        shared = len(ka & kb)
-        what = "neurons" if table == "neurons" else "images"
-        raise ClipauditError(
-            f"runs {run_a.name} and {run_b.name} are not on the same inputs ({table}: {len(ka)} vs {len(kb)} "
-            f"{what}, {shared} shared); a paired diff needs identical inputs: rerun both with the same "
-            "--data, --n and --seed")
+def _check_same_inputs(run_a: RunView, run_b: RunView, table: str, a: pd.DataFrame, b: pd.DataFrame,
+                       audit: str) -> None:
     if table == "neurons":
         la, lb = run_a.summary.get("neurons", {}).get("layer"), run_b.summary.get("neurons", {}).get("layer")
         na = run_a.summary.get("neurons", {}).get("n_images")
         nb = run_b.summary.get("neurons", {}).get("n_images")
-        if la != lb or na != nb:
-            raise ClipauditError(
-                f"runs {run_a.name} and {run_b.name} scanned different inputs (layer {la} vs {lb}, "
-                f"{na} vs {nb} probe images); rerun both on the same --layer and --data")
+        if la != lb or na != nb or set(a.index) != set(b.index):
+            raise IncomparableError(
+                f"runs {run_a.name} and {run_b.name} scanned different neurons or inputs (layer {la} vs {lb}, "
+                f"{len(a)} vs {len(b)} neurons, {na} vs {nb} probe images); rerun both with the same "
+                f"{INPUT_FLAGS['neurons']}")
+    ka, kb = set(a.index), set(b.index)
+    if ka != kb:
+        shared = len(ka & kb)
+        raise IncomparableError(
+            f"runs {run_a.name} and {run_b.name} are not on the same inputs ({table}: {len(ka)} vs {len(kb)} "
+            f"images, {shared} shared); a paired diff needs identical inputs: rerun both with the same "
+            f"{INPUT_FLAGS.get(audit, '--n and --seed')}")
 
 
 def _paired_rows(run_a: RunView, run_b: RunView, audit: str, n_resamples: int, alpha: float,
@@ -145,7 +157,7 @@ def _paired_rows(run_a: RunView, run_b: RunView, audit: str, n_resamples: int, a
         if not (run_a.has_table(table) and run_b.has_table(table)):
             continue
         a, b = _keyed(run_a, table), _keyed(run_b, table)
-        _check_same_inputs(run_a, run_b, table, a, b)
+        _check_same_inputs(run_a, run_b, table, a, b, audit)
         b = b.loc[a.index]
         for m in metrics:
             if m.table != table:
@@ -177,9 +189,9 @@ def _group_rows(run_a: RunView, run_b: RunView, n_resamples: int, alpha: float, 
     a = a.set_index(["attribute", "group"])
     b = b.set_index(["attribute", "group"])
     if set(a.index) != set(b.index) or not (a["n"].sort_index() == b.loc[a.index, "n"].sort_index()).all():
-        raise ClipauditError(
+        raise IncomparableError(
             f"runs {run_a.name} and {run_b.name} are not on the same inputs (their bias groups or group "
-            "sizes differ); rerun both on the same --data")
+            f"sizes differ); rerun both with the same {INPUT_FLAGS['bias']}")
     b = b.loc[a.index]
     da = grouped_rates_bootstrap(a["n_harmful"].to_numpy(), a["n"].to_numpy(), n_resamples, seed=seed)
     db = grouped_rates_bootstrap(b["n_harmful"].to_numpy(), b["n"].to_numpy(), n_resamples, seed=seed + 1)
@@ -206,11 +218,14 @@ def diff_runs(run_a: RunView | str | Path, run_b: RunView | str | Path, audit: s
 
     Returns:
         DataFrame with columns ``audit, metric, a, b, difference, ci_low, ci_high, n_pairs, paired``,
-        one row per metric (``difference = b - a``; ``n_pairs`` = items paired).
+        one row per metric (``difference = b - a``; ``n_pairs`` = items paired). Audits both runs
+        hold but on different inputs (e.g. the neurons of toy-rn vs toy-vit) are left out, and the
+        rest compared: ``left_out(df)`` gives audit -> why.
 
     Raises:
-        ClipauditError: the runs share no comparable audit, or their inputs differ (different image
-            ids, neurons or group sizes), or a table does not follow the run-folder contract.
+        ClipauditError: the runs share no audit, or none of the shared audits is on the same
+            inputs (:class:`IncomparableError`, with every reason), or the one ``audit`` asked for
+            is not, or a table does not follow the run-folder contract.
 
     Example:
         >>> diff_runs("runs/typo-ckpt1", "runs/typo-ckpt2", audit="typographic")
@@ -228,9 +243,23 @@ def diff_runs(run_a: RunView | str | Path, run_b: RunView | str | Path, audit: s
         raise ClipauditError(f"runs {ra.name} ({', '.join(ra.audits)}) and {rb.name} ({', '.join(rb.audits)}) "
                              "share no audit with per-image results; compare two runs of the same audit")
     rows: list[dict] = []
+    skipped: dict[str, str] = {}
     for name in common:
-        got = _paired_rows(ra, rb, name, n_resamples, alpha, seed)
-        if name == "bias" and not got and ra.has_table("bias_denigration") and rb.has_table("bias_denigration"):
-            got = _group_rows(ra, rb, n_resamples, alpha, seed)
+        try:
+            got = _paired_rows(ra, rb, name, n_resamples, alpha, seed)
+            if name == "bias" and not got and ra.has_table("bias_denigration") and rb.has_table("bias_denigration"):
+                got = _group_rows(ra, rb, n_resamples, alpha, seed)
+        except IncomparableError as err:
+            skipped[name] = str(err)
+            continue
         rows += got
-    return pd.DataFrame(rows, columns=DIFF_COLUMNS)
+    if skipped and not rows:
+        raise IncomparableError("; ".join(skipped.values()))
+    df = pd.DataFrame(rows, columns=DIFF_COLUMNS)
+    df.attrs["left_out"] = skipped
+    return df
+
+
+def left_out(df: pd.DataFrame) -> dict[str, str]:
+    """Audits :func:`diff_runs` left out of ``df`` (audit -> why); empty when it compared them all."""
+    return dict(df.attrs.get("left_out") or {})

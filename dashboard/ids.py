@@ -38,3 +38,8 @@ def kpi(section: str, key: str) -> str:
 
 def card_id(neuron: int) -> dict:
     return {"type": NEURON_CARD, "index": int(neuron)}
+
+
+def compare_left_out(audit: str) -> str:
+    """Id of the note saying why ``audit`` was left out of a comparison."""
+    return f"compare-left-out-{audit}"

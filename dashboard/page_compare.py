@@ -4,7 +4,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from clipaudit.diff import diff_runs
+from clipaudit.diff import diff_runs, left_out
 from clipaudit.errors import ClipauditError
 from clipaudit.runs import RunView
 
@@ -44,6 +44,8 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
                          className="compare-heads"),
                 message("Both runs used the same weights: differences come from settings or randomness.", "info")
                 if same_model else None,
+                *[html.Div(f"Left out {audit}: {why}", className="message message-warn",
+                           id=ids.compare_left_out(audit)) for audit, why in left_out(df).items()],
                 forest(df),
                 section("Metrics", table(df, ["audit", "metric", "a", "b", "difference", "ci_low", "ci_high",
                                               "n_pairs", "paired"],

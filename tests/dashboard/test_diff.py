@@ -104,3 +104,36 @@ def test_bias_per_image_table_is_paired_and_group_table_is_not(tmp_path, synthet
     grouped = diff_runs(synthetic_runs["bias"], synthetic_runs["bias"])
     assert not grouped["paired"].any() and np.allclose(grouped["difference"], 0)
     assert "harmful_rate[skin=tone1]" in set(grouped["metric"])
+
+
+def test_an_incomparable_audit_is_left_out_and_the_others_compared(tmp_path, capsys):
+    """toy-rn vs toy-vit full audits: the neurons differ (other layer width) but the images agree."""
+    from clipaudit.cli import main
+    from clipaudit.dashboard.data import RunStore
+    from clipaudit.dashboard.page_compare import layout
+    from clipaudit.diff import left_out
+
+    from .helpers import text
+
+    def full(name, n_neurons, strength, model):
+        run = RunFolder.create("audit", out=tmp_path / name, model=model, seed=0, argv=["audit"])
+        for res in (neurons_result(n_neurons=n_neurons, seed=0), typographic_result(seed=0, strength=strength)):
+            res.save(run)
+        run.finish()
+        return tmp_path / name
+
+    a = full("rn", 30, 0.4, SyntheticModel(weights_hash="rn"))
+    b = full("vit", 24, 0.8, SyntheticModel(weights_hash="vit"))
+    df = diff_runs(a, b)
+    assert set(df["audit"]) == {"typographic"}
+    why = left_out(df)
+    assert list(why) == ["neurons"] and "30 vs 24 neurons" in why["neurons"]
+    assert "--layer, --images, --n-images and --seed" in why["neurons"] and "--data" not in why["neurons"]
+    with pytest.raises(ClipauditError, match="30 vs 24 neurons"):
+        diff_runs(a, b, audit="neurons")
+    assert main(["diff", str(a), str(b), "--bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "attack_success_rate" in out and "left out: neurons: runs rn and vit scanned different neurons" in out
+    store = RunStore(tmp_path)
+    page = layout(store, store.get("rn"), store.get("vit"))
+    assert "Left out neurons" in text(page) and "attack_success_rate" in str(page)
