@@ -35,6 +35,12 @@ _CARD: tuple[Limitation, ...] = (
                "Tasks that need systematic reasoning, such as counting or judging distances, are weak spots."),
     Limitation("L-ood", "Data unlike its training data",
                "Accuracy falls on images far from its web training distribution, such as handwritten digits."),
+    Limitation("L-shift", "Distribution shift",
+               "Zero-shot CLIP keeps much more of its accuracy on shifted versions of a dataset (sketches, renditions, "
+               "new photos of the same classes) than models trained on that dataset, but accuracy still falls, and "
+               "adapting it to the dataset with a linear probe gives part of that robustness back.",
+               how_measured="largest zero-shot accuracy drop from the base set to a shifted set (95% CI); "
+                            "effective robustness (Taori et al. 2020) against base-trained linear probes"),
     Limitation("L-typographic", "Typographic attacks",
                "Words written in an image can outweigh what the image shows, so a label can flip the prediction.",
                how_measured="share of images predicted as the written target word (zero-shot, with 95% CI)",
