@@ -6,13 +6,15 @@ beyond text encoding), so one embedding pass serves every probe and every resamp
   (with CI) and the minimum detectable difference at the group's size.
 - :func:`label_sensitivity`: the same rates after adding neutral classes (the 'child' finding).
 - :func:`retrieval_skew`: MaxSkew@k and NDKL per concept prompt and attribute, with CIs.
-- :func:`image_weat`, :func:`text_weat`: WEAT effect size d and a size-preserving permutation p.
+- :func:`image_weat`, :func:`text_weat`: WEAT effect size d and size-preserving permutation p-values
+  (two-sided, adjusted over the grid; and the one-sided p of Caliskan et al. beside it).
 
 Every statistic comes from :mod:`clipaudit.stats`; shapes are noted on each function.
 """
 from __future__ import annotations
 
 from itertools import combinations
+from math import comb
 from typing import Sequence
 
 import numpy as np
@@ -210,22 +212,26 @@ def retrieval_skew(sims: np.ndarray, prompts: Sequence[str], meta: pd.DataFrame,
 
 
 WEAT_COLUMNS = ["test", "kind", "X", "Y", "A", "B", "n_x", "n_y", "d", "p", "p_holm", "p_bh",
-                "n_permutations", "exact", "alternative"]
+                "n_permutations", "exact", "alternative", "p_one_sided"]
 
 
 def _weat_row(test: WeatTest, s_x: np.ndarray, s_y: np.ndarray, x_name: str, y_name: str,
               n_permutations: int, seed: int) -> dict:
+    """One WEAT row: d, the two-sided permutation p (``p``, adjusted over the grid) and the
+    one-sided p that Caliskan et al. (2017) and sent-bias (May et al. 2019) report,
+    ``p_one_sided`` = P(permuted mean difference >= observed): the chance of an association of
+    X with A (relative to Y) at least this strong under the null; near 1 when d < 0."""
     d = metrics.weat_effect_size(s_x, s_y)
     if len(s_x) == 0 or len(s_y) == 0:
-        p, exact, n_perm = float("nan"), False, 0
+        p, p_one, exact, n_perm = float("nan"), float("nan"), False, 0
     else:
         _, p, exact = stats.permutation_test(s_x, s_y, n_permutations=n_permutations, seed=seed)
-        from math import comb
-
+        _, p_one, _ = stats.permutation_test(s_x, s_y, n_permutations=n_permutations, seed=seed,
+                                             alternative="greater")
         n_perm = comb(len(s_x) + len(s_y), len(s_x)) if exact else n_permutations
     return {"test": test.name, "kind": test.kind, "X": x_name, "Y": y_name, "A": ";".join(test.a),
             "B": ";".join(test.b), "n_x": len(s_x), "n_y": len(s_y), "d": d, "p": p,
-            "n_permutations": n_perm, "exact": exact, "alternative": "two-sided"}
+            "n_permutations": n_perm, "exact": exact, "alternative": "two-sided", "p_one_sided": p_one}
 
 
 def image_weat(test: WeatTest, image_emb: np.ndarray, meta: pd.DataFrame, a_emb: np.ndarray, b_emb: np.ndarray,

@@ -94,3 +94,43 @@ def test_image_weat_uses_attribute_groups():
     row = image_weat(test, np.concatenate([x, y]), meta, a, b)
     assert row["d"] == pytest.approx(math.sqrt(1.5)) and row["p"] == pytest.approx(4 / 6)
     assert row["n_x"] == 2 and row["n_y"] == 2
+
+
+def test_weat_reports_the_one_sided_p_of_caliskan_beside_the_two_sided():
+    """Pooled s = (1, 0, -1, 0): of the 6 splits, 2 reach mean difference >= 1 (one-sided 1/3,
+    Caliskan et al.'s P[s(X_i, Y_i) > s(X, Y)]) and 4 reach |difference| >= 1 (two-sided 2/3)."""
+    x, y, a, b = _weat_vectors()
+    test = WeatTest("hand", "text", ("x1", "x2"), ("y1", "y2"), ("a",), ("b",))
+    row = text_weat(test, x, y, a, b)
+    assert row["p_one_sided"] == pytest.approx(1 / 3) and row["p"] == pytest.approx(2 * row["p_one_sided"])
+    reverse = text_weat(test, y, x, a, b)  # d < 0: the X-to-A association is not there
+    assert reverse["p_one_sided"] == pytest.approx(1.0)  # every split reaches a difference >= -1
+
+
+def test_weat_one_sided_p_matches_scipy_exact_permutation():
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(3, 6)), rng.normal(size=(3, 6))
+    x, y = rng.normal(size=(5, 6)) + a.mean(0), rng.normal(size=(4, 6))
+    test = WeatTest("rand", "text", tuple("abcde"), tuple("fghi"), ("a",), ("b",))
+    row = text_weat(test, x, y, a, b)
+    s_x, s_y = metrics.weat_association(x, a, b), metrics.weat_association(y, a, b)
+    ref = permutation_test((s_x, s_y), lambda u, v, axis: u.mean(axis) - v.mean(axis), n_resamples=np.inf,
+                           alternative="greater", vectorized=True)
+    assert row["exact"] and row["p_one_sided"] == pytest.approx(ref.pvalue)
+    # the two-sided p counts |difference| >= |observed| (not scipy's doubled smaller tail)
+    two = permutation_test((s_x, s_y), lambda u, v, axis: np.abs(u.mean(axis) - v.mean(axis)), n_resamples=np.inf,
+                           alternative="greater", vectorized=True)
+    assert row["p"] == pytest.approx(two.pvalue, rel=1e-6)
+
+
+def test_weat_table_keeps_one_sided_p_unadjusted():
+    from clipaudit.bias.probes import WEAT_COLUMNS, adjust_weat
+
+    x, y, a, b = _weat_vectors()
+    test = WeatTest("hand", "text", ("x1", "x2"), ("y1", "y2"), ("a",), ("b",))
+    df = adjust_weat([text_weat(test, x, y, a, b), text_weat(test, y, x, a, b)])
+    assert list(df.columns) == WEAT_COLUMNS
+    assert df.p_one_sided.tolist() == pytest.approx([1 / 3, 1.0])
+    assert df.p_holm.tolist() == pytest.approx([1.0, 1.0])  # Holm adjusts the two-sided p: min(1, 2 * 2/3)
