@@ -14,9 +14,9 @@ Conventions (shapes):
 The attacks:
     - FGSM (Goodfellow et al. 2015): one step of size eps along sign(grad) (Linf) or the
       unit gradient (L2), no random start.
-    - PGD (Madry et al. 2018): random start in the ball, ``steps`` steps of ``step_size``
-      (default 2.5 * eps / steps), projection after each; ``restarts`` fresh starts for the
-      images not yet fooled.
+    - PGD (Madry et al. 2018): random start in the ball (unless ``random_start=False``),
+      ``steps`` steps of ``step_size`` (default 2.5 * eps / steps), projection after each;
+      ``restarts`` fresh starts for the images not yet fooled.
     - APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an
       ensemble of diverse parameter-free attacks"): PGD with momentum 0.75 whose per-image
       step size starts at 2 * eps and halves at checkpoints where the loss stalled, restarting
@@ -208,15 +208,19 @@ def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     """Nearest point of the eps ball around ``x`` (then clipped to [0, 1], which only shrinks
-    the perturbation, so the ball constraint still holds)."""
+    the perturbation, so the ball constraint still holds).
+
+    A point already in the ball (norm <= eps, boundary included) comes back unchanged; an L2
+    point outside is scaled onto the sphere, a hair inside it (relative 1e-6) so float32
+    rounding can never put its norm above eps."""
     delta = x_adv - x
     if norm == "linf":
         delta = delta.clamp(-eps, eps)
     else:
-        n = delta.flatten(1).double().norm(dim=1).clamp_min(1e-12)
-        # a hair inside the ball, so float32 rounding can never put the norm above eps
-        scale = (eps * (1 - 1e-6) / n).clamp(max=1.0).to(delta.dtype)
-        delta = delta * scale.view(-1, 1, 1, 1)
+        n = delta.flatten(1).double().norm(dim=1)
+        outside = n > eps
+        scale = torch.where(outside, eps * (1 - 1e-6) / n.clamp_min(1e-300), torch.ones_like(n))
+        delta = torch.where(outside.view(-1, 1, 1, 1), delta * scale.to(delta.dtype).view(-1, 1, 1, 1), delta)
     return (x + delta).clamp(0.0, 1.0)
 
 
@@ -389,7 +393,8 @@ def _apgd_run(objective: Objective, x: torch.Tensor, best: _Best, eps: float, no
 
 def attack(objective: Objective, x: torch.Tensor, attack: str = "pgd", eps: float = 4 / 255,
            norm: str = "linf", steps: int = 10, restarts: int = 1, step_size: float | None = None,
-           seed: int = 0, early_stop: bool = True, n_classes: int | None = None) -> AttackOutput:
+           seed: int = 0, early_stop: bool = True, n_classes: int | None = None,
+           random_start: bool = True) -> AttackOutput:
     """Attack one batch of pixels.
 
     Args:
@@ -403,6 +408,9 @@ def attack(objective: Objective, x: torch.Tensor, attack: str = "pgd", eps: floa
         seed: seed of the random starts.
         early_stop: stop attacking an image once it is fooled (same results, less compute).
         n_classes: width of the logits (default: the head's class count).
+        random_start: PGD and APGD start from a random point of the ball (Madry et al.); False
+            starts them at ``x`` itself, which makes the attack deterministic (a restart would
+            repeat the same run, so only one runs). FGSM never starts randomly.
 
     Returns:
         :class:`AttackOutput` with adversarial pixels (B, 3, S, S), success (B,), loss (B,),
@@ -438,10 +446,10 @@ def attack(objective: Objective, x: torch.Tensor, attack: str = "pgd", eps: floa
         cost += _pgd_run(objective, x, best, eps, norm, 1, eps if step_size is None else step_size, x,
                          early_stop)
     else:
-        for r in range(int(restarts)):
+        for r in range(int(restarts) if random_start else 1):
             if r and early_stop and bool(best.success.all()):
                 break
-            start = random_in_ball(x, eps, norm, gen)
+            start = random_in_ball(x, eps, norm, gen) if random_start else x
             if attack == "pgd":
                 alpha = step_size if step_size is not None else 2.5 * eps / steps
                 cost += _pgd_run(objective, x, best, eps, norm, int(steps), alpha, start, early_stop)

@@ -38,6 +38,7 @@ from clipaudit.zeroshot import iterate, read_templates, resolve_classes
 
 SECTION = "adversarial"
 NORM_TOLERANCE = 1e-6
+DEFAULT_STEPS = 10
 
 
 @dataclass
@@ -49,9 +50,15 @@ class AdversarialConfig:
         attack: ``fgsm`` | ``pgd`` | ``apgd``.
         eps: budget in pixel units (4/255 = 0.0157); Linf must be in [0, 1].
         norm: ``linf`` | ``l2``.
-        steps: gradient steps per restart.
-        restarts: random restarts (PGD, APGD).
+        steps: gradient steps per restart; None = 10 for PGD and APGD, 1 for FGSM (which takes
+            exactly one step: any other number is refused, so the record never claims more).
+        restarts: random restarts (PGD, APGD); FGSM takes exactly 1.
         step_size: PGD step (default 2.5 eps / steps) or APGD's initial step (default 2 eps).
+            Refused above eps for FGSM and PGD (a longer step is cut back by the projection
+            every time: almost always eps typed in 1/255 units by mistake) and above 2 eps for
+            APGD (its own default start), against the main eps and every positive sweep eps.
+        random_start: PGD and APGD start from a random point of the ball (False: from the clean
+            image, deterministic; one restart).
         mode: ``classifier`` (cross-entropy on the zero-shot head) or ``embedding`` (cosine to
             the target text, or away from the clean image embedding).
         eps_sweep: budgets for the robust-accuracy-vs-eps curve (the main eps is always in it).
@@ -70,9 +77,10 @@ class AdversarialConfig:
     attack: str = "pgd"
     eps: float = 4 / 255
     norm: str = "linf"
-    steps: int = 10
+    steps: int | None = None
     restarts: int = 1
     step_size: float | None = None
+    random_start: bool = True
     mode: str = "classifier"
     eps_sweep: tuple[float, ...] = ()
     images: str = "toy"
@@ -84,6 +92,10 @@ class AdversarialConfig:
     sanity_n: int = 32
     examples: int = 4
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps is None:
+            self.steps = 1 if self.attack == "fgsm" else DEFAULT_STEPS
 
     def validate(self, image_size: int | None = None) -> "AdversarialConfig":
         """Raise :class:`ClipauditError` on the first bad field (before any work is done)."""
@@ -100,8 +112,12 @@ class AdversarialConfig:
             raise ClipauditError(f"--steps must be >= 1, got {self.steps}; PGD-10 is a sensible minimum")
         if int(self.restarts) < 1:
             raise ClipauditError(f"--restarts must be >= 1, got {self.restarts}")
+        if self.attack == "fgsm" and (int(self.steps) != 1 or int(self.restarts) != 1):
+            raise ClipauditError(f"FGSM takes exactly one step from the clean image, but got --steps {self.steps} "
+                                 f"--restarts {self.restarts}; drop them, or use --attack pgd for more steps")
         if self.step_size is not None and not float(self.step_size) > 0:
             raise ClipauditError(f"--step-size must be > 0, got {self.step_size}; omit it for the default")
+        self._check_step_size()
         if int(self.batch_size) < 1:
             raise ClipauditError(f"--batch-size must be >= 1, got {self.batch_size}")
         if int(self.sanity_n) < 1:
@@ -111,6 +127,18 @@ class AdversarialConfig:
         if self.mode == "embedding" and self.target is None and self.attack == "fgsm" and self.eps == 0:
             pass  # allowed: a no-op run that still reports the sanity checks
         return self
+
+    def _check_step_size(self) -> None:
+        if self.step_size is None:
+            return
+        factor = 2.0 if self.attack == "apgd" else 1.0
+        budgets = [float(e) for e in (self.eps, *self.eps_sweep) if float(e) > 0]
+        if not budgets or float(self.step_size) <= factor * min(budgets):
+            return
+        what = "2 x eps (APGD's own first step)" if factor == 2 else "eps"
+        raise ClipauditError(f"--step-size {self.step_size:g} is above {what} = {factor * min(budgets):g} "
+                             f"(smallest positive eps {min(budgets):g}): the projection would cut every step "
+                             f"back; pass it in pixel units (e.g. 1/255) or omit it for the default")
 
     def record(self) -> dict:
         d = asdict(self)
@@ -173,7 +201,8 @@ def _objective(setup: _Setup, config: AdversarialConfig, labels: torch.Tensor,
 def _run_attack(setup: _Setup, config: AdversarialConfig, x: torch.Tensor, labels: torch.Tensor,
                 clean_emb: torch.Tensor, eps: float, seed: int, **override):
     kw = dict(attack=config.attack, eps=eps, norm=config.norm, steps=config.steps, restarts=config.restarts,
-              step_size=config.step_size, seed=seed, early_stop=config.early_stop)
+              step_size=config.step_size, seed=seed, early_stop=config.early_stop,
+              random_start=config.random_start)
     kw.update(override)
     if kw["attack"] != config.attack and "step_size" not in override:
         kw["step_size"] = None
@@ -484,7 +513,8 @@ def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run
     _, k_suc, n_suc = _rate(images["success"])
     summary = {
         "attack": config.attack, "norm": config.norm, "eps": eps, "steps": int(config.steps),
-        "restarts": int(config.restarts), "step_size": config.step_size, "mode": config.mode,
+        "restarts": int(config.restarts), "step_size": config.step_size, "random_start": bool(config.random_start),
+        "mode": config.mode,
         "target": setup.classes[setup.target_index] if setup.target_index is not None else None,
         "target_added": bool(setup.added), "n_images": len(images), "n_skipped": len(source.skipped),
         "n_classes": len(setup.classes),

@@ -23,7 +23,8 @@ def config_from_args(args: argparse.Namespace):
 
     step = None if args.step_size is None else parse_eps(args.step_size, "--step-size")
     cfg = AdversarialConfig(target=args.target, attack=args.attack, eps=parse_eps(args.eps), norm=args.norm,
-                            steps=args.steps, restarts=args.restarts, step_size=step, mode=args.mode,
+                            steps=args.steps, restarts=args.restarts, step_size=step,
+                            random_start=not args.no_random_start, mode=args.mode,
                             eps_sweep=_eps_list(args.eps_sweep), images=args.images, n=args.n,
                             classes=args.classes, templates=args.templates, batch_size=args.batch_size,
                             early_stop=not args.no_early_stop, sanity_n=args.sanity_n, examples=args.examples,
@@ -66,7 +67,8 @@ def _cmd(args: argparse.Namespace) -> int:
         print(f"note: target {s['target']!r} was not in the class list; it was added ({s['n_classes']} classes)")
     if source.skipped:
         print(f"note: {len(source.skipped)} image(s) could not be loaded; listed in {run.path / 'skipped.csv'}")
-    steps = "1 step" if cfg.attack == "fgsm" else f"{cfg.steps} steps x {cfg.restarts} restart(s)"
+    steps = "1 step" if cfg.attack == "fgsm" else f"{cfg.steps} steps x {cfg.restarts} restart(s)" + (
+        "" if cfg.random_start else ", no random start")
     print(f"{cfg.attack.upper()} {cfg.norm} eps {_fmt_eps(cfg.eps)}, {steps}, mode {cfg.mode}, "
           f"target {s['target'] or '(untargeted)'}, {s['n_images']} images, {s['n_classes']} classes")
 
@@ -108,10 +110,15 @@ def register(sub) -> None:
     p.add_argument("--attack", default="pgd", choices=["fgsm", "pgd", "apgd"], help="attack")
     p.add_argument("--eps", default="4/255", help="budget in pixel units: 4/255 or 0.0157")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="perturbation norm")
-    p.add_argument("--steps", type=int, default=10, help="gradient steps per restart")
+    p.add_argument("--steps", type=int, default=None,
+                   help="gradient steps per restart (default 10; FGSM takes exactly 1)")
     p.add_argument("--restarts", type=int, default=1, help="random restarts (PGD, APGD)")
     p.add_argument("--step-size", default=None,
-                   help="PGD step (default 2.5*eps/steps) or APGD first step (default 2*eps); 1/255 or 0.004")
+                   help="PGD step (default 2.5*eps/steps; at most eps) or APGD first step (default 2*eps; "
+                        "at most 2*eps); 1/255 or 0.004")
+    p.add_argument("--no-random-start", action="store_true",
+                   help="PGD/APGD start from the clean image instead of a random point of the ball "
+                        "(deterministic; one restart)")
     p.add_argument("--mode", default="classifier", choices=["classifier", "embedding"],
                    help="classifier: cross-entropy on the zero-shot head; embedding: cosine to the target "
                         "text (or away from the clean image)")

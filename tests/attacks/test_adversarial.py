@@ -159,3 +159,73 @@ def test_bad_attack_arguments_raise_clear_errors(vit_setup):
         attack(obj, x, "pgd", eps=2.0)
     with pytest.raises(ClipauditError, match="unknown mode"):
         Objective(head, y, mode="pixels")
+
+
+# ------------------------------------------------------------------- L2 geometry at the boundary
+
+def _dyadic_pair(radius_per_pixel: float):
+    """x = 0.5 everywhere; x_adv moves 4 pixels by ``radius_per_pixel`` each, so the L2 norm of
+    the move is exactly 2 * radius_per_pixel in float32 (all values are dyadic)."""
+    x = torch.full((1, 3, 8, 8), 0.5)
+    moved = x.clone()
+    moved[0, 0, 0, :4] += radius_per_pixel
+    return x, moved
+
+
+@pytest.mark.parametrize("per_pixel, eps", [(0.25, 1.0), (0.5, 1.0), (0.125, 0.25)])
+def test_l2_projection_leaves_points_in_the_ball_unchanged(per_pixel, eps):
+    """Inside (norm 0.5 < 1) and exactly on the sphere (norm 1 = eps; norm 0.25 = eps): the
+    nearest point of the ball is the point itself, bit for bit."""
+    x, moved = _dyadic_pair(per_pixel)
+    assert float((moved - x).flatten().norm()) <= eps
+    assert torch.equal(adv.project(moved, x, eps, "l2"), moved)
+
+
+def test_l2_projection_puts_points_outside_onto_the_sphere():
+    """A move of norm 1 projected on the 0.5 ball: same direction, half the length (by hand:
+    each of the 4 moved pixels goes from +0.5 to +0.25)."""
+    x, moved = _dyadic_pair(0.5)
+    out = adv.project(moved, x, 0.5, "l2")
+    expected = x.clone()
+    expected[0, 0, 0, :4] += 0.25
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert float((out - x).double().flatten().norm()) <= 0.5
+
+
+def test_l2_eps_ceiling_is_the_pixel_cube_diagonal():
+    """A 64 px model's pixels live in the cube [0, 1]^(3*64*64); its diagonal, the largest L2
+    distance between two images, is sqrt(12288) = 110.8513 (= sqrt(3) * 64)."""
+    diagonal = math.sqrt(3 * 64 * 64)
+    assert check_eps(diagonal, "l2", 64) == diagonal
+    assert check_eps(110.85, "l2", 64) == 110.85
+    with pytest.raises(ClipauditError, match="diagonal"):
+        check_eps(110.852, "l2", 64)
+    assert adv.max_eps("l2", 224) == pytest.approx(387.979, abs=1e-3)  # sqrt(3 * 224 * 224)
+
+
+# ------------------------------------------------------------------- random start
+
+def test_pgd_without_random_start_is_one_hand_rolled_step(vit_setup):
+    """random_start=False, one step: the step is x + alpha * sign(grad of CE at x), kept in the
+    ball and [0, 1]; the attack returns it for every image where it raised the loss or fooled
+    the model, else x (the best iterate). Computed here by hand with autograd."""
+    _, head, x, y = vit_setup
+    x, y = x[:4], y[:4]
+    eps, alpha = 4 / 255, 1 / 255
+    xg = x.clone().requires_grad_(True)
+    loss0 = F.cross_entropy(head(xg), y, reduction="none")
+    (g,) = torch.autograd.grad(loss0.sum(), xg)
+    x1 = torch.min(torch.max(x + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+    with torch.no_grad():
+        logits1 = head(x1)
+        loss1 = F.cross_entropy(logits1, y, reduction="none")
+    took = (logits1.argmax(-1) != y) | (loss1 > loss0.detach())
+    assert bool(took.any())
+    expected = torch.where(took.view(-1, 1, 1, 1), x1, x)
+    runs = [attack(Objective(head, y), x, "pgd", eps, "linf", steps=1, step_size=alpha, seed=s, early_stop=False,
+                   random_start=False) for s in (0, 1)]
+    assert torch.equal(runs[0].adv, runs[1].adv)  # deterministic: the seed no longer matters
+    assert torch.allclose(runs[0].adv, expected, atol=1e-6)
+    rand = [attack(Objective(head, y), x, "pgd", eps, "linf", steps=1, step_size=alpha, seed=s, early_stop=False)
+            for s in (0, 1)]
+    assert not torch.equal(rand[0].adv, rand[1].adv)  # the default still starts at random

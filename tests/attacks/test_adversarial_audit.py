@@ -108,3 +108,46 @@ def test_non_fp32_model_is_refused(tiny_vit):
     half = dataclasses.replace(tiny_vit, precision="fp16")
     with pytest.raises(ClipauditError, match="fp32"):
         audit(half, toy_source(2), AdversarialConfig())
+
+
+# ------------------------------------------------------------------- config consistency
+
+def test_fgsm_records_one_step_and_refuses_more():
+    assert AdversarialConfig(attack="fgsm").steps == 1 and AdversarialConfig(attack="fgsm").record()["steps"] == 1
+    assert AdversarialConfig(attack="pgd").steps == 10
+    with pytest.raises(ClipauditError, match="FGSM takes exactly one step"):
+        AdversarialConfig(attack="fgsm", steps=5).validate()
+    with pytest.raises(ClipauditError, match="FGSM takes exactly one step"):
+        AdversarialConfig(attack="fgsm", restarts=3).validate()
+
+
+@pytest.mark.parametrize("attack, eps, step, sweep, ok", [
+    ("pgd", 4 / 255, 4 / 255, (), True),          # a step of exactly eps is allowed
+    ("pgd", 4 / 255, 5 / 255, (), False),         # above eps
+    ("pgd", 4 / 255, 2.0, (), False),             # 2 meant as 2/255
+    ("pgd", 4 / 255, 2 / 255, (0, 1 / 255), False),  # above the smallest positive sweep eps
+    ("pgd", 4 / 255, 1 / 255, (0, 1 / 255), True),   # eps 0 in a sweep is no budget to compare
+    ("apgd", 4 / 255, 8 / 255, (), True),         # APGD's own first step is 2 eps
+    ("apgd", 4 / 255, 9 / 255, (), False),
+])
+def test_step_size_above_eps_is_refused(attack, eps, step, sweep, ok):
+    cfg = AdversarialConfig(attack=attack, eps=eps, step_size=step, eps_sweep=sweep)
+    if ok:
+        assert cfg.validate() is cfg
+    else:
+        with pytest.raises(ClipauditError, match="--step-size .* is above"):
+            cfg.validate()
+
+
+def test_the_l2_ceiling_is_checked_against_the_models_size(tiny_vit):
+    """64 px: sqrt(3) * 64 = 110.85 is the diagonal of the pixel cube; a hair above is refused."""
+    AdversarialConfig(norm="l2", eps=110.85).validate(tiny_vit.image_size)
+    with pytest.raises(ClipauditError, match="diagonal of the 64px pixel cube"):
+        AdversarialConfig(norm="l2", eps=110.86).validate(tiny_vit.image_size)
+
+
+def test_random_start_is_recorded(tiny_vit):
+    src = toy_source(4, seed=2, kind="object", text=False)
+    cfg = AdversarialConfig(eps=2 / 255, steps=2, random_start=False, sanity_n=4, examples=0)
+    s = audit(tiny_vit, src, cfg).summary
+    assert s["random_start"] is False and s["steps"] == 2

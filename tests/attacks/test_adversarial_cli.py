@@ -24,6 +24,9 @@ BASE = ["adversarial", "--model", "toy-vit", "--pretrained", "none", "--device",
     (["--target", "  "], "--target is empty"),
     (["--target", " ".join(["verylongword"] * 20)], "too long"),
     (["--images", "/no/such/folder"], "does not exist"),
+    (["--step-size", "2"], "--step-size 2 is above eps"),
+    (["--attack", "fgsm"], "FGSM takes exactly one step"),  # BASE passes --steps 2
+    (["--norm", "l2", "--eps", "110.86"], "diagonal of the 64px pixel cube"),
 ])
 def test_bad_input_is_one_line_and_exit_2(flags, needle, capsys, tmp_path):
     code = main(BASE + ["--out", str(tmp_path / "run")] + flags)
@@ -55,3 +58,14 @@ def test_cli_run_prints_headline_and_writes_summary(capsys, tmp_path):
     s = json.loads((tmp_path / "run" / "summary.json").read_text())["adversarial"]
     assert s["eps"] == pytest.approx(0.0314) and s["target"] == "pizza" and s["eps_sweep"][:2] == [0.0, 2 / 255]
     assert f"{s['attack_success_rate']:.3f}" in out
+
+
+def test_fgsm_records_one_step_in_printout_config_and_summary(capsys, tmp_path):
+    flags = [f for f in BASE if f not in ("--steps", "2")]
+    code = main(flags + ["--attack", "fgsm", "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 0 and "FGSM linf" in out and "1 step" in out
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    config = manifest.get("config") or manifest["configs"]["adversarial"]
+    assert config["steps"] == 1 and config["restarts"] == 1
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["adversarial"]["steps"] == 1
