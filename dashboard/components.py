@@ -52,6 +52,12 @@ def needs_audit(audit: str) -> Callable:
         @functools.wraps(layout)
         def guarded(store, a: RunView | None, b: RunView | None) -> html.Div:
             note = missing_audit(a, audit)
+            other = store.for_audit(store.run_name(a), audit) \
+                if note is not None and a is not None and audit not in a.audits else None
+            if other is not None and a is not None:  # separate per-audit runs: show the newest that has it
+                shown = layout(store, other, b)
+                return html.Div([message(f"Run {store.run_name(a)} has no {audit} results; showing "
+                                         f"{store.run_name(other)}, the newest run that has them.", "info"), shown])
             if note is not None:
                 return html.Div([html.Div(note, className="main"), modelcard_panel(audit, a)], className="page")
             return layout(store, a, b)
@@ -189,7 +195,8 @@ def ci_line(df: pd.DataFrame, x: str, y: str, lo: str = "ci_low", hi: str = "ci_
 def image(store, view: RunView, rel: str | None, alt: str, cls: str = "run-image") -> html.Img | html.Div:
     url = store.image_url(view, rel)
     if url is None:
-        return html.Div(f"{alt}: not rendered in this run", className="muted small")
+        why = store.not_served(view, rel)
+        return html.Div(f"{alt}: {why or 'not rendered in this run'}", className="muted small")
     return html.Img(src=url, alt=alt, title=alt, className=cls)
 
 

@@ -46,7 +46,7 @@ class RunStore:
         runs: list[RunView] = []
         broken: list[Broken] = []
         folders = [self.root] if (self.root / MANIFEST).is_file() else []
-        if self.root.is_dir():
+        if self.root.is_dir() and not folders:  # a run folder given directly is that one run
             folders += sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         for p in folders:
             if not (p / MANIFEST).is_file():
@@ -67,13 +67,22 @@ class RunStore:
         return [self._name(v) for v in self.runs()]
 
     def _name(self, view: RunView) -> str:
-        return "." if view.path.resolve() == self.root else view.path.name
+        return view.path.name
+
+    def _root_is_run(self) -> bool:
+        return (self.root / MANIFEST).is_file()
 
     def get(self, name: str | None) -> RunView | None:
-        """The run called ``name`` (a folder directly under the root), or None."""
+        """The run called ``name`` (a folder directly under the root, or the root itself when it
+        is a run folder: named by its folder name, ``.`` kept as an alias), or None."""
         if not name or "/" in name or "\\" in name or name == "..":
             return None
-        path = self.root if name == "." else self.root / name
+        if self._root_is_run():
+            path = self.root if name in (".", self.root.name) else None
+            if path is None:
+                return None
+        else:
+            path = self.root / name
         if not (path / MANIFEST).is_file():
             return None
         try:
@@ -83,6 +92,19 @@ class RunStore:
 
     def run_name(self, view: RunView) -> str:
         return self._name(view)
+
+    def for_audit(self, name: str | None, audit: str) -> RunView | None:
+        """Run ``name`` when it holds ``audit`` results, else the newest run that does (None if none).
+
+        Why: with one run folder per audit, the run chosen at the top holds one audit; the other
+        pages then show the newest run of their own audit instead of "no results".
+        """
+        view = self.get(name)
+        if view is None:
+            return None
+        if holds_audit(view, audit):
+            return view
+        return next((v for v in self.runs() if holds_audit(v, audit)), None)
 
     # -- tables ------------------------------------------------------------------------
     def table(self, view: RunView, name: str) -> pd.DataFrame | None:
@@ -112,8 +134,27 @@ class RunStore:
             return None
         from urllib.parse import quote
 
+        from .files import safe_path
+
         prefix = "" if view.path.resolve() == self.root else f"{view.path.name}/"
+        if safe_path(self.root, prefix + rel) is None:
+            return None  # outside the runs folder (e.g. a linked run): see not_served
         return f"/runfile/{quote(prefix + rel)}"
+
+    def not_served(self, view: RunView, rel: str | None) -> str | None:
+        """Why an existing file of ``view`` is not served (files leave only from inside the root)."""
+        if not isinstance(rel, str) or not rel.strip() or not (view.path / rel).is_file():
+            return None
+        if self.image_url(view, rel) is not None:
+            return None
+        return (f"not shown: run {view.path.name} is a link to {view.path.resolve()}, outside the runs folder "
+                f"{self.root}, and files are served only from inside it; start the dashboard with "
+                f"--runs {view.path.resolve()} to see its pictures")
+
+
+def holds_audit(view: RunView, audit: str) -> bool:
+    """Whether ``view`` has results (a summary section or a table) of ``audit``."""
+    return audit in view.summary or any(t.startswith(audit) for t in view.tables())
 
 
 # ---------------------------------------------------------------------------- formatting

@@ -21,7 +21,8 @@ PATH = "/neurons"
 TITLE = "Neurons"
 AUDIT = "neurons"
 PAGE_SIZE = 50
-SORTS = {"label_score": "label score (high first)", "multimodal_score": "multimodality (high first)",
+DEFAULT_SORT = "pictured"
+SORTS = {"pictured": "pictured first, then multimodality", "label_score": "label score (high first)", "multimodal_score": "multimodality (high first)",
          "max": "max activation (high first)", "neuron": "neuron index"}
 
 
@@ -36,6 +37,15 @@ def filtered(df: pd.DataFrame, search: str | None = None, sort: str | None = "la
         out = out[hay.str.contains(needle, regex=False)]
     if multimodal_only and "is_multimodal" in out:
         out = out[out["is_multimodal"].fillna(False).astype(bool)]
+    if sort == "pictured":  # cards with a picture first, each half by multimodality
+        pictured = pd.Series(False, index=out.index)
+        for col in ("featvis", "top_images"):
+            if col in out.columns:
+                pictured |= out[col].map(lambda v: isinstance(v, str) and bool(v.strip()))
+        score = (pd.to_numeric(out["multimodal_score"], errors="coerce") if "multimodal_score" in out.columns
+                 else pd.Series(float("nan"), index=out.index))
+        order = pd.DataFrame({"p": pictured, "s": score.fillna(-float("inf")), "n": out["neuron"]}, index=out.index)
+        return out.loc[order.sort_values(["p", "s", "n"], ascending=[False, False, True], kind="stable").index]
     sort = sort if sort in SORTS and sort in out.columns else "neuron"
     if sort == "neuron":
         return out.sort_values("neuron", kind="stable")
@@ -46,13 +56,23 @@ def card(store: RunStore, view: RunView, row: pd.Series) -> html.Div:
     n = int(row["neuron"])
     thumb = row.get("featvis") or row.get("top_images")
     url = store.image_url(view, thumb) if isinstance(thumb, str) else None
-    pic = html.Img(src=url, alt=f"neuron {n}", className="card-img") if url else html.Div("no image", className="card-img noimg")
+    hidden = store.not_served(view, thumb) if url is None and isinstance(thumb, str) else None
+    pic = html.Img(src=url, alt=f"neuron {n}", className="card-img") if url else \
+        html.Div("not served (linked run)" if hidden else "no image", className="card-img noimg", title=hidden or "")
     badges = [html.Span("multimodal", className="badge")] if bool(row.get("is_multimodal", False)) else []
+    concept = _concept(row)
     return html.Div([pic, html.Div(f"#{n}", className="card-title"),
                      html.Div(str(row.get("label", "")), className="card-label"),
+                     html.Div(f"multimodal for: {concept}", className="card-concept") if concept else None,
                      html.Div(f"score {fmt_num(row.get('label_score'))} · mm {fmt_num(row.get('multimodal_score'))}",
                               className="card-score"), *badges],
                     id=ids.card_id(n), n_clicks=0, className="neuron-card", **{"data-neuron": str(n)})
+
+
+def _concept(row: pd.Series) -> str | None:
+    """The concept the neuron is multimodal for (``multimodal_concept`` column), when recorded."""
+    value = row.get("multimodal_concept")
+    return str(value) if isinstance(value, str) and value.strip() else None
 
 
 def grid(store: RunStore, view: RunView | None, search: str | None, sort: str | None, mm_only: bool,
@@ -79,7 +99,9 @@ def detail(store: RunStore, view: RunView, neuron: int) -> html.Div:
     scores = [x for x in str(row.get("label_scores", "") or "").split(";") if x]
     if len(scores) == len(labels):
         labels = [f"{lab} ({sc})" for lab, sc in zip(labels, scores)]
-    stats = [("layer", row.get("layer")), ("label", row.get("label")), ("label score", fmt_num(row.get("label_score"))),
+    stats = [("layer", row.get("layer")), ("label", row.get("label")),
+             *([("multimodal concept", _concept(row))] if _concept(row) else []),
+             ("label score", fmt_num(row.get("label_score"))),
              ("multimodal score", fmt_num(row.get("multimodal_score"))),
              ("image response", fmt_num(row.get("image_response"))), ("word response", fmt_num(row.get("word_response"))),
              ("mean", fmt_num(row.get("mean"))), ("std", fmt_num(row.get("std"))), ("max", fmt_num(row.get("max")))]
@@ -101,7 +123,7 @@ def detail(store: RunStore, view: RunView, neuron: int) -> html.Div:
 
 @needs_audit(AUDIT)
 def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
-    cards, count, _ = grid(store, a, "", "label_score", False, 0)
+    cards, count, _ = grid(store, a, "", DEFAULT_SORT, False, 0)
     abl = store.table(a, "ablation")
     return html.Div([html.Div([
         run_banner(a),
@@ -110,7 +132,7 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
                             ("label_accuracy", "label accuracy (toy)")]),
         html.Div([dcc.Input(id=ids.NEURON_SEARCH, type="text", placeholder="search labels…", debounce=True, value=""),
                   dcc.Dropdown(id=ids.NEURON_SORT, options=[{"label": v, "value": k} for k, v in SORTS.items()],
-                               value="label_score", clearable=False, className="sort"),
+                               value=DEFAULT_SORT, clearable=False, className="sort"),
                   dcc.Checklist(id=ids.NEURON_MULTIMODAL, options=[{"label": " multimodal only", "value": "mm"}], value=[]),
                   html.Button("◀ prev", id=ids.NEURON_PREV, n_clicks=0),
                   html.Button("next ▶", id=ids.NEURON_NEXT, n_clicks=0),
@@ -139,7 +161,7 @@ def register_callbacks(app, store: RunStore) -> None:
             page -= 1
         else:
             page = 0  # a new search or sort starts at the first page
-        cards, text, page = grid(store, store.get(run_a), search, sort, bool(mm), page)
+        cards, text, page = grid(store, store.for_audit(run_a, AUDIT), search, sort, bool(mm), page)
         return cards, text, page
 
     @app.callback(Output(ids.NEURON_DETAIL, "children"), Input({"type": ids.NEURON_CARD, "index": ALL}, "n_clicks"),
@@ -150,7 +172,7 @@ def register_callbacks(app, store: RunStore) -> None:
             return no_update
         if not ctx.triggered or not ctx.triggered[0].get("value"):
             return no_update  # cards re-rendered, not clicked
-        view = store.get(run_a)
+        view = store.for_audit(run_a, AUDIT)
         if view is None:
             return message("the chosen run is gone")
         return detail(store, view, int(trig["index"]))

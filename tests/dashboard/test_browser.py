@@ -61,7 +61,8 @@ def test_typographic_tables_match(page, live_url, synthetic_runs):
 def test_neuron_card_opens_detail_and_labels_stay_text(page, live_url, synthetic_runs):
     _open(page, f"{live_url}/neurons?a=neurons-synth")
     df = pd.read_csv(synthetic_runs["neurons"] / "neurons.csv")
-    best = df.sort_values(["label_score", "neuron"], ascending=[False, True]).iloc[0]
+    pictured = df["featvis"].fillna("").astype(str).str.len() > 0
+    best = df[pictured].sort_values(["multimodal_score", "neuron"], ascending=[False, True]).iloc[0]
     cards = page.locator(".neuron-card")
     expect(cards.first).to_have_attribute("data-neuron", str(int(best["neuron"])), timeout=TIMEOUT)
     assert cards.count() == len(df)  # 48 < one page of 50

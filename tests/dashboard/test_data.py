@@ -39,10 +39,13 @@ def test_table_cache_rereads_a_rewritten_table(tmp_path):
 
 
 def test_root_that_is_itself_a_run(synthetic_runs):
-    store = RunStore(synthetic_runs["bias"])
-    assert store.names() == ["."]
-    view = store.get(".")
-    assert store.image_url(view, "bias_report.md") == "/runfile/bias_report.md"
+    """``--runs <run folder>`` (as the audit prints it): that one run, named by its folder."""
+    store = RunStore(synthetic_runs["neurons"])
+    runs, broken = store.scan()
+    assert store.names() == ["neurons-synth"] and broken == []  # not its images/ folder as "unreadable"
+    view = store.get("neurons-synth")
+    assert view is not None and store.get(".").path == view.path and store.get("images") is None
+    assert store.image_url(view, "neurons.csv") == "/runfile/neurons.csv"
 
 
 def test_formatting():

@@ -183,3 +183,67 @@ def test_overview_links_choose_runs(store):
     hrefs = [getattr(n, "href", "") for n in walk(tree) if getattr(n, "href", None)]
     assert "/compare?a=typographic-ck1&b=typographic-ck2" in hrefs
     assert "/?a=bias-synth" in hrefs
+
+
+# -- issue 15: a run folder given directly, picture-first cards, per-audit runs, linked runs ---------
+
+def test_neurons_page_opens_on_pictured_cards_by_multimodality(store, synthetic_runs):
+    from clipaudit.dashboard.page_neurons import DEFAULT_SORT
+
+    df = pd.read_csv(synthetic_runs["neurons"] / "neurons.csv")
+    tree = render_page(store, "/neurons", "neurons-synth", None)
+    shown = [n.id["index"] for n in walk(tree) if isinstance(getattr(n, "id", None), dict)]
+    pictured = df["featvis"].fillna("").astype(str).str.len().gt(0) | df["top_images"].fillna("").astype(str).str.len().gt(0)
+    n_pictured = int(pictured.sum())
+    assert 0 < n_pictured < len(df)
+    expect = df[pictured].sort_values(["multimodal_score", "neuron"], ascending=[False, True])["neuron"].tolist()
+    assert shown[:n_pictured] == expect and set(shown[n_pictured:]) == set(df.loc[~pictured, "neuron"])
+    assert by_id(tree, ids.NEURON_SORT).value == DEFAULT_SORT
+
+
+def test_multimodal_concept_is_shown_beside_the_label(tmp_path):
+    from clipaudit.dashboard.page_neurons import detail
+    from clipaudit.dashboard.synthetic import neurons_result
+    from clipaudit.runs import RunFolder
+
+    res = neurons_result(n_neurons=6, n_rendered=2)
+    res.tables["neurons"]["multimodal_concept"] = ["spider", "", None, "<i>x</i>", "", ""]
+    run = RunFolder.create("neurons", tmp_path / "n", argv=["neurons"])
+    res.save(run)
+    run.finish()
+    st = RunStore(tmp_path)
+    cards, _, _ = grid(st, st.get("n"), "", "neuron", False, 0)
+    concepts = {c.id["index"]: [n.children for n in walk(c) if getattr(n, "className", "") == "card-concept"]
+                for c in cards}
+    assert concepts[0] == ["multimodal for: spider"] and concepts[3] == ["multimodal for: <i>x</i>"]
+    assert concepts[1] == [] and concepts[2] == []
+    assert "multimodal concept spider" in text(detail(st, st.get("n"), 0))
+
+
+def test_pages_pick_the_newest_run_holding_their_audit(store):
+    tree = render_page(store, "/neurons", "typographic-ck1", None)
+    out = text(tree)
+    assert "has no neurons results; showing neurons-synth" in out and "Could not show" not in out
+    assert any(isinstance(getattr(n, "id", None), dict) for n in walk(tree))  # the neuron cards
+
+
+def test_a_linked_run_outside_the_root_says_why_its_pictures_are_not_served(tmp_path, synthetic_runs):
+    import os
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    os.symlink(synthetic_runs["neurons"], root / "linked")
+    inside = root / "real"
+    shutil.copytree(synthetic_runs["neurons"], inside)
+    os.symlink(inside, root / "alias")
+    st = RunStore(root)
+    linked = st.get("linked")
+    df = st.table(linked, "neurons")
+    row = df[df["featvis"].fillna("").astype(str).str.len() > 0].iloc[0]
+    assert st.image_url(linked, row["featvis"]) is None  # the security rule stays
+    assert "outside the runs folder" in st.not_served(linked, row["featvis"])
+    page = render_page(st, "/neurons", "linked", None)
+    assert "not served (linked run)" in text(page)
+    assert any("outside the runs folder" in str(getattr(n, "title", "")) for n in walk(page))
+    alias = st.get("alias")  # a link that stays inside the runs folder is served
+    assert st.image_url(alias, row["featvis"]) == f"/runfile/alias/{row['featvis']}"
