@@ -50,8 +50,38 @@ def _ci(pair) -> str:
     return f" (95% CI {_fmt(pair[0])} to {_fmt(pair[1])})"
 
 
-def describe_metric(key: str, s: dict) -> str:
-    """One sentence for a summary key of the bias section, with its CI where it has one."""
+_MD_SPECIAL = set("\\`*_[]()<>|#~!{}&")
+
+
+def md_escape(value) -> str:
+    """``value`` as literal Markdown text: HTML-active and Markdown-active characters escaped.
+
+    ``<`` ``>`` ``&`` become entities (Markdown renderers pass raw HTML through); the rest of
+    CommonMark's ASCII punctuation that can start markup (emphasis, code, links, tables) gets
+    a backslash. Dataset values (group names, prompts) are user input.
+    """
+    out = []
+    for ch in str(value):
+        if ch in "<>&":
+            out.append(html.escape(ch))
+        elif ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out).replace("\n", " ")
+
+
+def _same(value) -> str:
+    return str(value)
+
+
+def describe_metric(key: str, s: dict, esc=_same) -> str:
+    """One sentence for a summary key of the bias section, with its CI where it has one.
+
+    ``esc`` is applied to every dataset value in the sentence (:func:`md_escape` for Markdown).
+    """
+    s = {k: ([esc(x) for x in v] if isinstance(v, list) and k == "added_classes" else
+             esc(v) if isinstance(v, str) else v) for k, v in s.items()}
     name = key.split(".", 1)[-1]
     if name == "harmful_rate_ratio":
         return (f"harmful-label rate of {s.get('harmful_rate_ratio_attribute')}={s.get('harmful_rate_ratio_group')} "
@@ -76,24 +106,26 @@ def markdown(run: RunView) -> str:
     s = run.summary["bias"]
     model = run.manifest.get("model") or {}
     ls = s.get("label_set", {})
+    e = md_escape
     lines = ["## Bias, risks and limitations", "",
-             f"Measured with `clipaudit bias` on {s.get('dataset')} ({s.get('n_images')} images, dataset hash "
-             f"`{s.get('dataset_hash')}`), model `{model.get('name')}` (weights hash `{model.get('weights_hash')}`"
-             f"{', RANDOM-INIT' if model.get('random_init') else ''}), label set `{ls.get('name')}`, seed {s.get('seed')}, "
+             f"Measured with `clipaudit bias` on {e(s.get('dataset'))} ({e(s.get('n_images'))} images, dataset hash "
+             f"{e(s.get('dataset_hash'))}), model {e(model.get('name'))} (weights hash {e(model.get('weights_hash'))}"
+             f"{', RANDOM-INIT' if model.get('random_init') else ''}), label set {e(ls.get('name'))}, seed {e(s.get('seed'))}, "
              f"{s.get('bootstrap')} bootstrap resamples, {s.get('permutations')} permutations; p-values adjusted by "
              "Holm (and Benjamini-Hochberg in the tables).", ""]
     for m in measured_figures(run.summary, "bias"):
         lim = m.limitation
         lines.append(f"- **{lim.title}** (`{lim.id}`). Model card: {lim.claim}")
         if m.measured:
-            lines.append(f"  Measured: {describe_metric(m.metric, s)}.")
+            lines.append(f"  Measured: {describe_metric(m.metric, s, md_escape)}.")
             extra = [k for k in lim.metrics if k != m.metric and k.split('.')[-1] in s]
             for k in extra:
-                lines.append(f"  Also: {describe_metric(k, s)}.")
+                lines.append(f"  Also: {describe_metric(k, s, md_escape)}.")
         else:
             lines.append("  Not measured in this run.")
     flagged = s.get("flagged") or []
-    lines += ["", f"Groups flagged (Holm-adjusted p < {s.get('alpha', 0.05)}): {', '.join(flagged) or 'none'}."]
+    lines += ["", f"Groups flagged (Holm-adjusted p \\< {e(s.get('alpha', 0.05))}): "
+                  f"{', '.join(e(f) for f in flagged) or 'none'}."]
     for lid in ("L-surveillance", "L-deployment"):
         lim = get_limitation(lid)
         lines.append(f"- **{lim.title}** (`{lim.id}`). {lim.claim}")

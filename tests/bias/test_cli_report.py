@@ -154,3 +154,35 @@ def test_fairface_missing_column_via_cli(tmp_path: Path, capsys):
     (tmp_path / "labels.csv").write_text("file,age,race\na.png,20-29,White\n")
     err = _err(capsys, ["bias", "--dataset", str(tmp_path / "labels.csv"), "--layout", "fairface", *FAST])
     assert "missing column(s) gender" in err
+
+
+def test_markdown_model_card_escapes_dataset_values(tmp_path):
+    """Group names are user data: in the Markdown export they stay literal text, never HTML or markup
+    (checked by rendering with markdown-it, a CommonMark implementation)."""
+    from markdown_it import MarkdownIt
+
+    from clipaudit.bias.report import markdown as bias_markdown
+    from clipaudit.dashboard.synthetic import SyntheticModel, bias_result
+    from clipaudit.runs import RunFolder, open_run
+
+    hostile = "<script>alert(1)</script> | *bold* _x_ [link](http://e.vil) `code` # h"
+    plain = RunFolder.create("bias", tmp_path / "plain", model=SyntheticModel(), seed=0, argv=["bias"])
+    bias_result().save(plain)
+    plain.finish()
+    res = bias_result()
+    res.summary.update({"harmful_rate_ratio_group": hostile, "harmful_rate_ratio_attribute": "skin|tone",
+                        "max_harmful_rate_group": hostile, "flagged": [f"skin={hostile}"],
+                        "dataset": "csv:<img src=x onerror=alert(2)>", "max_label_set_shift_group": hostile,
+                        "added_classes": ["<b>child</b>"]})
+    run = RunFolder.create("bias", tmp_path / "b", model=SyntheticModel(), seed=0, argv=["bias"])
+    res.save(run)
+    run.finish()
+    md = bias_markdown(open_run(tmp_path / "b"))
+    assert "<script>" not in md and "<img" not in md and "<b>" not in md
+    rendered = MarkdownIt("commonmark").enable("table").render(md)
+    assert "<script" not in rendered and "<img" not in rendered and "<a " not in rendered
+    benign = MarkdownIt("commonmark").enable("table").render(bias_markdown(open_run(tmp_path / "plain")))
+    for tag in ("<em>", "<strong>", "<code>", "<a ", "<h1>", "<table"):  # no markup from the values
+        assert rendered.count(tag) == benign.count(tag), tag
+    # the value still reads as itself once rendered
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; | *bold* _x_ [link](http://e.vil) `code` # h" in rendered
