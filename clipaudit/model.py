@@ -80,6 +80,25 @@ class ZeroShotHead(torch.nn.Module):
                                  f"{suggest(classname, self.classnames)}") from None
 
 
+def check_finite(values: torch.Tensor, what: str, model: "AuditModel") -> torch.Tensor:
+    """``values`` unchanged when every entry is finite; else one clear error.
+
+    Why here: NaN or inf weights (a broken checkpoint, an fp16 overflow) make every downstream
+    number meaningless yet quiet (argmax of NaN logits is class 0, NaN never beats a threshold),
+    so the encoders every audit goes through refuse them once, for all audits.
+
+    Raises:
+        ClipauditError: naming the tensor, how many rows are affected and the model.
+    """
+    finite = torch.isfinite(values.detach())
+    if bool(finite.all()):
+        return values
+    rows = int((~finite.reshape(len(values), -1).all(dim=1)).sum()) if values.ndim else 1
+    raise ClipauditError(f"{model.name} ({model.pretrained}) produced non-finite {what} (NaN or inf) for {rows} of "
+                         f"{max(len(values), 1) if values.ndim else 1} inputs: its weights are broken or overflow "
+                         f"at --precision {model.precision}; check the checkpoint (or use --precision fp32)")
+
+
 @dataclass
 class AuditModel:
     """An open_clip CLIP plus what audits need to know about it.
@@ -187,7 +206,7 @@ class AuditModel:
     def encode_images(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Image embeddings (B, D) for pixels in [0,1]; gradients flow when the input needs them."""
         x = self.normalize(pixels.to(self.device)).to(self.dtype)
-        emb = self.model.encode_image(x)
+        emb = check_finite(self.model.encode_image(x), "image embeddings", self)
         return F.normalize(emb.float(), dim=-1) if normalize else emb.float()
 
     @torch.no_grad()
@@ -200,7 +219,7 @@ class AuditModel:
         for i in range(0, len(texts), batch_size):
             tokens = self.tokenizer(texts[i:i + batch_size]).to(self.device)
             out.append(self.model.encode_text(tokens).float())
-        emb = torch.cat(out)
+        emb = check_finite(torch.cat(out), "text embeddings", self)
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def classifier(self, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotHead:
