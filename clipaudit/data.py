@@ -4,15 +4,27 @@ Why robust decoding matters: audit sets are scraped, and one truncated JPEG or a
 not kill an hour-long scan. Every file is decoded on a thread pool; what cannot be read is
 skipped and listed (``source.skipped``) with the reason, and odd modes are converted:
 
-- RGBA / LA / P with transparency: composited on white (transparent pixels are not black);
-- L, CMYK, YCbCr, 1-bit: converted to RGB;
-- 16/32-bit integer and float images: rescaled to 8 bit by their own range;
+- the first frame of an animated or multi-page file;
+- EXIF orientation applied (the image stands as a viewer shows it);
+- an embedded ICC profile converted to sRGB (littlecms through Pillow's ImageCms; a profile
+  that cannot be used is ignored and the values are read as sRGB);
+- RGBA / LA / PA / P with transparency / RGB or L with a tRNS colour key: composited on white
+  (transparent pixels are not black);
+- L, CMYK (no profile: Pillow's naive conversion), YCbCr, HSV, 1-bit: converted to RGB;
+  LAB is refused (Pillow and littlecms disagree on its a*/b* encoding, so no colour is certain);
+- 16-bit integer images scaled by their bit depth (65535 is white; never stretched to their own
+  range), 32-bit integer by the depth the file declares; float images read as [0, 1] (values
+  above 1 as 0-255), clipped;
 - larger than ``MAX_PIXELS``: skipped (decompression-bomb guard).
+
+:func:`to_rgb` is the one decoder: the CLI's loaders and :meth:`AuditModel.to_pixels` both use
+it, so a file reaches the model the same way whichever door it came in by.
 
 Every source yields :class:`Batch` objects with pixels in [0, 1] at the model's resolution.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +34,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from clipaudit.errors import ClipauditError
 
@@ -31,27 +43,78 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 PATH_COLUMNS = ("path", "file", "filepath", "filename", "image", "image_path")
 
 
-class ImageLoadError(Exception):
+class ImageLoadError(ValueError):
     """One file could not be used; the message is the reason recorded in ``skipped``."""
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        return Image.fromarray(arr.round().astype(np.uint8), "L").convert("RGB")
-    if mode == "P":
+_DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _bit_depth(img: Image.Image) -> int:
+    """Bits per sample a deep integer image declares (TIFF BitsPerSample), else 16."""
+    tags = getattr(img, "tag_v2", None)
+    bits = tags.get(258) if tags is not None else None
+    if isinstance(bits, (tuple, list)) and bits:
+        bits = bits[0]
+    return int(bits) if isinstance(bits, int) and 1 <= bits <= 32 else 16
+
+
+def _deep_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grey -> 8-bit L by the format's scale, never by the image's range."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        scale = 1.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 255.0
+    else:
+        scale = float(2 ** (16 if img.mode.startswith("I;16") else _bit_depth(img)) - 1)
+    arr = np.nan_to_num(arr, nan=0.0) / scale * 255.0
+    return Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "L")
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """Apply an embedded ICC profile (RGB, RGBA, CMYK, L images) to reach sRGB."""
+    from PIL import ImageCms
+
+    try:
+        if not icc or img.mode not in ("RGB", "RGBA", "CMYK", "L"):
+            return img
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode=out_mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return img  # a profile littlecms cannot use: read the values as sRGB
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of ``img`` as an image viewer shows it (see the module docstring).
+
+    The one decoding path for files and in-memory PIL images alike; idempotent (the result
+    carries no profile, orientation or transparency key, so decoding it again changes nothing).
+    """
+    icc = img.info.get("icc_profile")
+    if getattr(img, "n_frames", 1) > 1:
+        img.seek(0)
+    if img.getexif().get(0x0112, 1) != 1:  # EXIF Orientation
+        img = ImageOps.exif_transpose(img)
+    if img.mode == "LAB":
+        raise ImageLoadError("LAB colour images are not supported; save it as RGB")
+    if img.mode in _DEEP_MODES:
+        img = _deep_to_l(img)
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ("RGB", "L") and "transparency" in img.info:
+        img = img.convert("RGBA")
+    img = _to_srgb(img, icc)
+    if img.mode in _ALPHA_MODES:
         rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    out = img.convert("RGB")
+    if out is img:
+        out = img.copy()
+    out.info = {}
+    return out
 
 
 def load_image(path: Path | str) -> Image.Image:
@@ -66,10 +129,7 @@ def load_image(path: Path | str) -> Image.Image:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise ImageLoadError(f"too large ({w}x{h} pixels; limit {MAX_PIXELS})")
-                if getattr(img, "n_frames", 1) > 1:
-                    img.seek(0)
-                img.load()
-                return _to_rgb(img).copy()
+                return to_rgb(img)
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -189,6 +249,11 @@ def folder_source(root: Path | str, recursive: bool = True) -> ImageSource:
     return ImageSource(items, lambda row: load_image(row["path"]), f"folder:{root}", skipped)
 
 
+def csv_separator(path: Path | str) -> str:
+    """Tab for ``.tsv``/``.tab`` files, comma otherwise (the file's extension names its format)."""
+    return "\t" if Path(path).suffix.lower() in (".tsv", ".tab") else ","
+
+
 def csv_source(csv_path: Path | str, path_column: str | None = None, root: Path | str | None = None) -> ImageSource:
     """A CSV with an image path column (``path``/``file``/... or ``path_column``) and any
     attribute columns; relative paths are resolved against ``root`` (default: the CSV's folder).
@@ -197,7 +262,7 @@ def csv_source(csv_path: Path | str, path_column: str | None = None, root: Path 
     if not csv_path.is_file():
         raise ClipauditError(f"CSV {str(csv_path)!r} does not exist")
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, sep=csv_separator(csv_path))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ClipauditError(f"cannot parse CSV {str(csv_path)!r} ({first[:120]}); "

@@ -174,13 +174,18 @@ class AuditModel:
     def to_pixels(self, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
         """Resize + centre-crop PIL images to (B,3,S,S) floats in [0,1] (no normalisation).
 
-        Uses open_clip's own eval transform with identity mean/std, so it equals the
-        model's preprocessing up to the final normalisation.
+        Each image is first decoded as a viewer shows it by :func:`clipaudit.data.to_rgb`, the
+        decoder the CLI's loaders use (transparency on white, EXIF orientation, ICC profile,
+        16-bit by bit depth ...); then open_clip's own eval transform with identity mean/std, so
+        it equals the model's preprocessing up to the final normalisation.
         """
         from open_clip.transform import image_transform
 
+        from clipaudit.data import to_rgb
+
         if isinstance(images, Image.Image):
             images = [images]
+        images = [to_rgb(img) for img in images]
         tf = getattr(self, "_pixel_tf", None)
         if tf is None:
             cfg = self.preprocess_cfg

@@ -45,10 +45,11 @@ def test_transparent_pixels_become_white(tmp_path):
     assert load_image(tmp_path / "t.png").getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_sixteen_bit_uses_its_own_range(tmp_path):
+def test_sixteen_bit_is_scaled_by_its_bit_depth_not_its_range(tmp_path):
+    """65535 is white: a dark 16-bit image stays dark (it used to be stretched to full range)."""
     arr = np.array([[1000, 2000]], dtype=np.uint16)
     Image.fromarray(arr).save(tmp_path / "d.png")
-    assert load_image(tmp_path / "d.png").getpixel((1, 0)) == (255, 255, 255)
+    assert load_image(tmp_path / "d.png").getpixel((1, 0)) == (8, 8, 8)  # 2000 / 65535 * 255 = 7.8
 
 
 def _folder(tmp_path):
