@@ -67,6 +67,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", default=None, help="weight tag (openai), checkpoint path, or 'none' for random init")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="model precision")
+    p.add_argument("--no-cache", action="store_true", help="encode every text prompt afresh; do not read or "
+                   "write the text-embedding cache ($CLIPAUDIT_CACHE_DIR/text, default ~/.cache/clipaudit/text)")
 
 
 def model_from_args(args: argparse.Namespace):
@@ -78,7 +80,8 @@ def model_from_args(args: argparse.Namespace):
         return preloaded
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = load_model(args.model, args.pretrained, args.device, args.precision)
+        model = load_model(args.model, args.pretrained, args.device, args.precision,
+                           text_cache=not getattr(args, "no_cache", False))
     if model.random_init:
         print(f"WARNING: {model.name} has RANDOM-INIT weights; results describe no trained CLIP",
               file=sys.stderr)

@@ -11,6 +11,19 @@ os.environ.setdefault("CLIPAUDIT_NO_PROGRESS", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _text_cache_in_tmp(tmp_path_factory):
+    """Text embeddings are cached in a fresh folder: tests never write to ~/.cache nor read
+    what an earlier run left there."""
+    old = os.environ.get("CLIPAUDIT_CACHE_DIR")
+    os.environ["CLIPAUDIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("clipaudit-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CLIPAUDIT_CACHE_DIR", None)
+    else:
+        os.environ["CLIPAUDIT_CACHE_DIR"] = old
+
+
 def _load(name: str, pretrained: str | None):
     from clipaudit.model import load_model
 
