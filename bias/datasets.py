@@ -8,15 +8,17 @@ cannot be used (malformed UTKFace names, unknown label values, missing files) ar
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from clipaudit.data import IMAGE_SUFFIXES, ImageSource, csv_source, load_image, toy_source
+from clipaudit.data import IMAGE_SUFFIXES, ImageSource, csv_separator, csv_source, load_image, toy_source
 from clipaudit.errors import ClipauditError, suggest
 
 LAYOUTS = ("auto", "fairface", "utkface", "csv", "toy")
@@ -56,18 +58,77 @@ def _age_bin(age: int) -> str:
     return next(label for lo, hi, label in UTK_AGE_BINS if lo <= age <= hi)
 
 
+def _header(path: Path) -> set[str]:
+    try:
+        return {c.strip().lower() for c in pd.read_csv(path, nrows=0, sep=csv_separator(path)).columns}
+    except Exception:
+        return set()
+
+
+def _fairface_csvs(root: Path) -> list[Path]:
+    """The label tables (CSV or TSV with file and race columns) directly in ``root``."""
+    tables = sorted([*root.glob("*.csv"), *root.glob("*.tsv")])
+    return [p for p in tables if {"file", "race"} <= _header(p)]
+
+
 def _find_fairface_csv(root: Path) -> Path:
-    csvs = sorted(root.glob("*.csv"))
-    for path in csvs:
-        try:
-            header = pd.read_csv(path, nrows=0).columns
-        except Exception:
-            continue
-        if {"file", "race"} <= {c.strip().lower() for c in header}:
-            return path
+    """The one label table of a FairFace folder; several (train and val) must be chosen between.
+
+    Raises:
+        ClipauditError: no label table, or more than one (naming each, so none is silently used).
+    """
+    found = _fairface_csvs(root)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ClipauditError(f"FairFace folder {str(root)!r} has {len(found)} label CSVs "
+                             f"({', '.join(p.name for p in found)}); pass the one to audit as --dataset, "
+                             f"e.g. --dataset {found[-1]}")
+    tables = sorted([*root.glob("*.csv"), *root.glob("*.tsv")])
     raise ClipauditError(f"FairFace folder {str(root)!r} has no label CSV with columns file, age, gender, "
-                         f"race (found: {', '.join(p.name for p in csvs) or 'no CSV files'}); "
+                         f"race (found: {', '.join(p.name for p in tables) or 'no CSV files'}); "
                          "pass the CSV itself as --dataset")
+
+
+MISSING_VALUES = frozenset({"", "nan", "na", "n/a", "<na>", "none", "null", "?"})
+
+
+def mark_missing(items: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Empty cells and literal NaN/NA/N/A/None/null/? in ``columns`` become missing (``None``),
+    so that no group is called "NaN" and a blank is never a group of its own.
+
+    Matching is case-insensitive after stripping spaces (``MISSING_VALUES``).
+    """
+    out = items.copy()
+    for col in columns:
+        if col in out.columns:
+            text = out[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+            out[col] = out[col].astype(object).where(~text.str.strip().str.lower().isin(MISSING_VALUES), None)
+    return out
+
+
+def drop_duplicate_rows(source: ImageSource, attributes: Sequence[str]) -> ImageSource:
+    """One row per image: repeats of a row are dropped and listed in ``source.skipped``; one image
+    listed with different attribute values is an error (which row is right cannot be known).
+
+    Raises:
+        ClipauditError: the same image id appears with conflicting attribute values.
+    """
+    items = source.items
+    key = "id"
+    dup = items[key].duplicated(keep="first")
+    if not dup.any():
+        return source
+    cols = [key, *[a for a in attributes if a in items.columns]]
+    conflicts = items[cols].astype(str).drop_duplicates()[key]
+    conflict = conflicts[conflicts.duplicated()]
+    if len(conflict):
+        first = conflict.iloc[0]
+        rows = items.loc[items[key] == first, cols[1:]].astype(str).agg(", ".join, axis=1).tolist()
+        raise ClipauditError(f"{source.description}: image {first!r} is listed {len(rows)} times with different "
+                             f"attributes ({' vs '.join(rows)}); keep one row per image")
+    skipped = [*source.skipped, *((str(i), "duplicate row: this image is already listed") for i in items.loc[dup, key])]
+    return dataclasses.replace(source, items=items[~dup].reset_index(drop=True), skipped=skipped)
 
 
 def fairface_source(spec: Path | str) -> ImageSource:
@@ -147,17 +208,11 @@ def detect_layout(spec: str) -> str:
         return "toy"
     path = Path(spec).expanduser()
     if path.is_file():
-        try:
-            cols = {c.strip().lower() for c in pd.read_csv(path, nrows=0).columns}
-        except Exception:
-            return "csv"
+        cols = _header(path)
         return "fairface" if {"file", "age", "gender", "race"} <= cols else "csv"
     if path.is_dir():
-        try:
-            _find_fairface_csv(path)
+        if _fairface_csvs(path):
             return "fairface"
-        except ClipauditError:
-            pass
         if any(_UTK_NAME.match(p.name) for p in list(path.rglob("*"))[:2000]):
             return "utkface"
         raise ClipauditError(f"cannot tell the layout of folder {spec!r}: no FairFace label CSV and no "
@@ -213,4 +268,11 @@ def open_dataset(spec: str, layout: str = "auto", attributes: Sequence[str] = ()
         if a not in source.items.columns or a in reserved:
             raise ClipauditError(f"attribute {a!r} is not a column of {source.description}; "
                                  f"valid: {', '.join(available)}{suggest(a, available)}")
+    if layout in ("csv", "fairface"):
+        source = drop_duplicate_rows(source, attrs)
+        source.items = mark_missing(source.items, attrs)
+        n_dups = sum(1 for _, why in source.skipped if why.startswith("duplicate row"))
+        if n_dups:
+            print(f"note: {n_dups} duplicate row(s) of {source.description} dropped (each image counted once); "
+                  "listed in the run's skipped table", file=sys.stderr)
     return BiasDataset(source, layout, attrs)

@@ -94,3 +94,61 @@ def test_toy_people():
 def test_bad_dataset_specs(spec, layout, match):
     with pytest.raises(ClipauditError, match=match):
         open_dataset(spec, layout)
+
+
+# -- issue 15/14: which label table, which separator, missing is missing, each image once ------------
+
+def test_fairface_folder_with_train_and_val_csvs_asks_which(fairface: Path):
+    (fairface / "fairface_label_train.csv").write_text("file,age,gender,race\nval/0.jpg,20-29,Male,White\n")
+    with pytest.raises(ClipauditError, match=r"2 label CSVs \(fairface_label_train.csv, fairface_label_val.csv\)"):
+        open_dataset(str(fairface))
+    assert detect_layout(str(fairface)) == "fairface"
+    ds = open_dataset(str(fairface / "fairface_label_val.csv"))  # the CSV named is the one used
+    assert len(ds.items) == 4
+
+
+def test_tsv_is_read_as_tab_separated(tmp_path: Path):
+    for i in range(3):
+        _img(tmp_path / f"{i}.jpg")
+    (tmp_path / "people.tsv").write_text("path\tgroup, with comma\tage\n0.jpg\ta, b\tyoung\n"
+                                         "1.jpg\tc\told\n2.jpg\ta, b\told\n")
+    ds = open_dataset(str(tmp_path / "people.tsv"), attributes=["group, with comma", "age"])
+    assert ds.items["group, with comma"].tolist() == ["a, b", "c", "a, b"]
+    assert ds.items["age"].tolist() == ["young", "old", "old"]
+    (tmp_path / "ff").mkdir()
+    _img(tmp_path / "ff" / "x.jpg")
+    (tmp_path / "ff" / "labels.tsv").write_text("file\tage\tgender\trace\nx.jpg\t20-29\tMale\tIndian\n")
+    ff = open_dataset(str(tmp_path / "ff"))
+    assert ff.layout == "fairface" and ff.items["race"].tolist() == ["Indian"]
+
+
+def test_empty_cells_and_literal_nan_are_missing_not_groups(tmp_path: Path):
+    for i in range(6):
+        _img(tmp_path / f"{i}.jpg")
+    (tmp_path / "d.csv").write_text("path,gender,age\n0.jpg,f,NaN\n1.jpg,m,\n2.jpg,,old\n3.jpg,NA,young\n"
+                                    "4.jpg,f, n/a \n5.jpg,null,old\n")
+    ds = open_dataset(str(tmp_path / "d.csv"), attributes=["gender", "age"])
+    assert ds.items["gender"].tolist() == ["f", "m", None, None, "f", None]
+    assert ds.items["age"].tolist() == [None, None, "old", "young", None, "old"]
+    assert set(ds.items["gender"].dropna()) == {"f", "m"}  # no group named "NaN", "NA" or ""
+    assert len(ds.items) == 6  # rows are kept: another attribute of the same image may be known
+
+
+def test_duplicate_rows_are_counted_once_with_a_note(tmp_path: Path, capsys):
+    for i in range(8):
+        _img(tmp_path / f"{i}.jpg")
+    rows = [f"{i}.jpg,{'a' if i < 4 else 'b'}" for i in range(8)]
+    (tmp_path / "d.csv").write_text("path,group\n" + "\n".join(rows + rows[:4]) + "\n")  # 12 rows, 8 files
+    ds = open_dataset(str(tmp_path / "d.csv"), attributes=["group"])
+    assert len(ds.items) == 8 and ds.items["group"].value_counts().to_dict() == {"a": 4, "b": 4}
+    dups = [i for i, why in ds.source.skipped if why.startswith("duplicate row")]
+    assert dups == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    assert "4 duplicate row(s)" in capsys.readouterr().err
+
+
+def test_one_image_with_conflicting_rows_is_refused(tmp_path: Path):
+    _img(tmp_path / "0.jpg")
+    _img(tmp_path / "1.jpg")
+    (tmp_path / "d.csv").write_text("path,group\n0.jpg,a\n1.jpg,a\n0.jpg,b\n")
+    with pytest.raises(ClipauditError, match=r"image '0.jpg' is listed 2 times with different attributes \(a vs b\)"):
+        open_dataset(str(tmp_path / "d.csv"), attributes=["group"])
