@@ -31,7 +31,7 @@ from clipaudit.attacks.adversarial import (ATTACKS, MODES, NORMS, Objective, att
                                            perturbation_norms, random_noise)
 from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError
-from clipaudit.model import AuditModel
+from clipaudit.model import AuditModel, in_eval_mode
 from clipaudit.result import Result
 from clipaudit.stats import grouped_rates_bootstrap, proportion_ci, ci_from_draws
 from clipaudit.zeroshot import iterate, read_templates, resolve_classes
@@ -442,6 +442,7 @@ def examples_figure(examples: list[tuple], classes: list[str], target: str | Non
 
 # ----------------------------------------------------------------------------- audit
 
+@in_eval_mode
 def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run=None,
           progress: Callable | None = None, transfer_model: AuditModel | None = None) -> Result:
     """Attack every image of ``source`` and measure clean vs robust zero-shot accuracy.

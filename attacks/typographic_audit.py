@@ -32,7 +32,7 @@ from clipaudit.audits import Audit, Headline, PairedMetric, column, equals, minu
 from clipaudit.attacks.typographic import SWEEPABLE, TextStyle, check_style, render, validate, with_params
 from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError, suggest
-from clipaudit.model import AuditModel, ZeroShotHead
+from clipaudit.model import AuditModel, ZeroShotHead, in_eval_mode
 from clipaudit.result import Result
 from clipaudit.stats import (bootstrap_ci, ci_from_draws, grouped_rates_bootstrap, proportion_ci,
                              spearman)
@@ -563,6 +563,7 @@ def prepare(model: AuditModel, source: ImageSource | None, config: TypographicCo
     return target, word, style, classes, added, templates, cells, words, skipped_words
 
 
+@in_eval_mode
 def audit(model: AuditModel, source: ImageSource, config: TypographicConfig, run=None,
           progress: Callable | None = None) -> Result:
     """Write ``config.target`` on every image and measure what the zero-shot head does.

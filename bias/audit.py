@@ -24,6 +24,7 @@ from clipaudit.data import ImageSource
 from clipaudit.distributed import distributed_context, gather
 from clipaudit.zeroshot import iterate
 from clipaudit.errors import ClipauditError
+from clipaudit.model import in_eval_mode
 from clipaudit.result import Result
 from clipaudit.runs import RunFolder
 
@@ -219,6 +220,7 @@ def headline(tables: dict[str, pd.DataFrame], alpha: float = 0.05) -> dict:
     return out
 
 
+@in_eval_mode
 def audit(model, source: BiasDataset | ImageSource | None, config: BiasConfig | None = None,
           run: RunFolder | None = None, progress: Callable | None = None) -> Result:
     """Run the chosen bias probes on ``source`` with ``model``.

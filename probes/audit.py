@@ -19,6 +19,7 @@ from clipaudit.audits import Audit, Headline, PairedMetric, column
 from clipaudit.data import ImageSource
 from clipaudit.distributed import distributed_context
 from clipaudit.errors import ClipauditError
+from clipaudit.model import in_eval_mode
 from clipaudit.hooks import TOKEN_REDUCTIONS, Layer, resolve_layer
 from clipaudit.result import Result
 from clipaudit.probes.ablation import ABLATIONS, ablation_check
@@ -131,6 +132,7 @@ def _to_pil(px: torch.Tensor) -> Image.Image:
     return Image.fromarray((px.permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8))
 
 
+@in_eval_mode
 def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), run=None,
           progress: Callable | None = None, log: Callable[[str], None] | None = None) -> Result:
     """Run the neurons audit on ``model`` over the probe images ``source``.
