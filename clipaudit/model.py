@@ -123,6 +123,7 @@ class AuditModel:
     preprocess_cfg: dict = field(default_factory=dict)
     _hash: str | None = field(default=None, repr=False)
     _layer_table: dict | None = field(default=None, repr=False)
+    text_cache: bool = True  # read/write the on-disk text-embedding cache (clipaudit.textcache)
 
     # -- facts --------------------------------------------------------------------------
     @property
@@ -174,13 +175,18 @@ class AuditModel:
     def to_pixels(self, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
         """Resize + centre-crop PIL images to (B,3,S,S) floats in [0,1] (no normalisation).
 
-        Uses open_clip's own eval transform with identity mean/std, so it equals the
-        model's preprocessing up to the final normalisation.
+        Each image is first decoded as a viewer shows it by :func:`clipaudit.data.to_rgb`, the
+        decoder the CLI's loaders use (transparency on white, EXIF orientation, ICC profile,
+        16-bit by bit depth ...); then open_clip's own eval transform with identity mean/std, so
+        it equals the model's preprocessing up to the final normalisation.
         """
         from open_clip.transform import image_transform
 
+        from clipaudit.data import to_rgb
+
         if isinstance(images, Image.Image):
             images = [images]
+        images = [to_rgb(img) for img in images]
         tf = getattr(self, "_pixel_tf", None)
         if tf is None:
             cfg = self.preprocess_cfg
@@ -211,16 +217,23 @@ class AuditModel:
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
-        """Text embeddings (N, D), computed in batches of ``batch_size``."""
+        """Text embeddings (N, D), computed in batches of ``batch_size``; prompts these weights
+        already encoded come from the on-disk cache (:mod:`clipaudit.textcache`)."""
+        from clipaudit.textcache import cached_encode
+
         texts = list(texts)
         if not texts:
             raise ValueError("encode_texts needs at least one text")
+        emb = cached_encode(self, texts, lambda todo: self._encode_text_batches(todo, batch_size))
+        check_finite(emb, "text embeddings", self)
+        return F.normalize(emb, dim=-1) if normalize else emb
+
+    def _encode_text_batches(self, texts: list[str], batch_size: int) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), batch_size):
             tokens = self.tokenizer(texts[i:i + batch_size]).to(self.device)
             out.append(self.model.encode_text(tokens).float())
-        emb = check_finite(torch.cat(out), "text embeddings", self)
-        return F.normalize(emb, dim=-1) if normalize else emb
+        return torch.cat(out)
 
     def classifier(self, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotHead:
         """A zero-shot head over ``classnames``: each class is the renormalised mean of its
@@ -455,7 +468,7 @@ def _load_local_checkpoint(path: Path, device: str, precision: str) -> AuditMode
 
 
 def load_model(name: str = "toy", pretrained: str | None = None, device: str = "auto",
-               precision: str = "fp32") -> AuditModel:
+               precision: str = "fp32", text_cache: bool = True) -> AuditModel:
     """Load a CLIP into an :class:`AuditModel` (see the module docstring for the lookup order).
 
     Args:
@@ -463,6 +476,8 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
         pretrained: a tag, a checkpoint path, ``"none"`` (random init), or None (toy: shipped).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``.
         precision: ``fp32``, ``fp16`` or ``bf16``.
+        text_cache: reuse text embeddings cached on disk (:mod:`clipaudit.textcache`);
+            False (``--no-cache``) encodes every prompt afresh and writes nothing.
 
     Raises:
         ClipauditError: unknown name or tag, unreadable or mismatched checkpoint, weights
@@ -477,7 +492,10 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
     if not name:
         raise ClipauditError("empty model name; use toy, an open_clip architecture, hf-hub:..., or a path")
     if name.startswith("toy"):
-        return _load_toy(name, pretrained, device, precision)
-    if Path(name).expanduser().is_file():
-        return _load_local_checkpoint(Path(name).expanduser(), device, precision)
-    return _load_open_clip(name, pretrained, device, precision)
+        model = _load_toy(name, pretrained, device, precision)
+    elif Path(name).expanduser().is_file():
+        model = _load_local_checkpoint(Path(name).expanduser(), device, precision)
+    else:
+        model = _load_open_clip(name, pretrained, device, precision)
+    model.text_cache = text_cache
+    return model
