@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from clipaudit.errors import ClipauditError
 
@@ -45,9 +46,15 @@ def _cmd(args: argparse.Namespace) -> int:
     from clipaudit.data import open_source
     from clipaudit.runs import RunFolder
 
+    from clipaudit.distributed import init_distributed_from_env
+
     cfg = config_from_args(args)  # bad flags fail before the model loads
     model = model_from_args(args)
     cfg.validate(model.image_size)
+    rank, world = init_distributed_from_env(model.device)
+    if rank != 0:  # torchrun: the attack is not sharded; rank 0 runs it alone and writes the folder
+        print(f"rank {rank}/{world}: the adversarial audit runs on rank 0 only; nothing to do here", file=sys.stderr)
+        return 0
     # on the toy: clean object scenes, so the true class is the label
     source = open_source(cfg.images, n=cfg.n, seed=1234 + cfg.seed, kind="object", text=False)
     transfer = None

@@ -47,6 +47,9 @@ def _cmd(args: argparse.Namespace) -> int:
     with run:
         res = audit(model, source, cfg, run=run, progress=progress)
     s = res.summary
+    if source.skipped:  # unreadable files: said out loud, as the other audits do
+        print(f"note: {len(source.skipped)} image(s) could not be read and were left out: "
+              f"{', '.join(i for i, _ in source.skipped[:5])}{' ...' if len(source.skipped) > 5 else ''}")
     print(f"typographic attack: {word!r} toward {target!r} ({cfg.style}, {s['final_text_size']} px, opacity {cfg.opacity}, "
           f"{s['text_area']:.1f}% of the image) on {model.name}")
     print(f"  attack success {s['attack_success_rate']:.3f} {_fmt_ci(s['attack_success_ci'])} over "
