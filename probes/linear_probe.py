@@ -131,7 +131,7 @@ def kshot_indices(labels: Sequence, k: int, rng: np.random.Generator) -> np.ndar
         raise ClipauditError(f"k-shot needs k >= 1, got {k}")
     classes, counts = np.unique(labels, return_counts=True)
     if k > counts.min():
-        small = classes[counts.argmin()]
+        small = str(classes[counts.argmin()])
         raise ClipauditError(f"k = {k} shots is larger than the smallest class ({small!r} has {counts.min()} "
                              f"training images); use k <= {counts.min()} or more images")
     return np.concatenate([rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c in classes])
