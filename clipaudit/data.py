@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import io
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+import itertools
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -160,6 +162,7 @@ class ImageSource:
     description: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     workers: int = 4
+    read_ahead: int = 2
 
     def __len__(self) -> int:
         return len(self.items)
@@ -173,7 +176,7 @@ class ImageSource:
 
     def subset(self, mask: Sequence[bool] | np.ndarray) -> "ImageSource":
         return ImageSource(self.items[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.loader,
-                           self.description, self.skipped, self.workers)
+                           self.description, self.skipped, self.workers, self.read_ahead)
 
     def shard(self, rank: int, world_size: int) -> "ImageSource":
         """Every ``world_size``-th item from ``rank`` (data-parallel runs)."""
@@ -185,37 +188,61 @@ class ImageSource:
 
         ``model`` is an :class:`~clipaudit.model.AuditModel`: PIL images go through its
         ``to_pixels``; toy-world arrays already at its resolution are used as they are.
+        At most ``read_ahead`` batches are being decoded or waiting at any time, so memory
+        follows the batch size, not the number of images.
         """
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         rows = [row for _, row in self.items.iterrows()]
-
-        def decode(row: pd.Series):
-            try:
-                return self.loader(row)
-            except ImageLoadError as err:
-                return err
-
         chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            pending = pool.map(lambda chunk: [decode(r) for r in chunk], chunks) if self.workers > 1 else \
-                ([decode(r) for r in chunk] for chunk in chunks)
-            for chunk, decoded in zip(chunks, pending):
-                good_imgs, good_rows = [], []
-                for row, img in zip(chunk, decoded):
-                    if isinstance(img, ImageLoadError):
-                        self.skipped.append((str(row["id"]), str(img)))
-                    else:
-                        good_imgs.append(img)
-                        good_rows.append(row)
-                if not good_imgs:
-                    continue
-                if isinstance(good_imgs[0], np.ndarray):
-                    pixels = _arrays_to_pixels(good_imgs, model)
+        for chunk, decoded in zip(chunks, self._decoded(chunks)):
+            good_imgs, good_rows = [], []
+            for row, img in zip(chunk, decoded):
+                if isinstance(img, ImageLoadError):
+                    self.skipped.append((str(row["id"]), str(img)))
                 else:
-                    pixels = model.to_pixels(good_imgs)
-                meta = pd.DataFrame(good_rows).reset_index(drop=True)
-                yield Batch(pixels, meta["id"].astype(str).tolist(), meta)
+                    good_imgs.append(img)
+                    good_rows.append(row)
+            del decoded
+            if not good_imgs:
+                continue
+            if isinstance(good_imgs[0], np.ndarray):
+                pixels = _arrays_to_pixels(good_imgs, model)
+            else:
+                pixels = model.to_pixels(good_imgs)
+            del good_imgs
+            meta = pd.DataFrame(good_rows).reset_index(drop=True)
+            yield Batch(pixels, meta["id"].astype(str).tolist(), meta)
+
+    def _decode(self, row: pd.Series):
+        try:
+            return self.loader(row)
+        except ImageLoadError as err:
+            return err
+
+    def _decoded(self, chunks: list[list[pd.Series]]) -> Iterator[list]:
+        """Each chunk's decoded images (or errors), in order, with bounded read-ahead."""
+        if self.workers <= 1:
+            for chunk in chunks:
+                yield [self._decode(r) for r in chunk]
+            return
+        ahead = max(1, int(self.read_ahead))
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            queue: deque[list[Future]] = deque()
+            todo = iter(chunks)
+            try:
+                for chunk in itertools.islice(todo, ahead):
+                    queue.append([pool.submit(self._decode, r) for r in chunk])
+                while queue:
+                    futures = queue.popleft()
+                    nxt = next(todo, None)
+                    if nxt is not None:  # keep `ahead` chunks in flight while this one is used
+                        queue.append([pool.submit(self._decode, r) for r in nxt])
+                    yield [f.result() for f in futures]
+            finally:  # an early stop (error, Ctrl-C) leaves no decodes queued
+                for futures in queue:
+                    for f in futures:
+                        f.cancel()
 
 
 def _arrays_to_pixels(arrays: list[np.ndarray], model) -> torch.Tensor:

@@ -128,3 +128,44 @@ def test_shards_partition_the_source():
     src = toy_source(10, seed=1)
     parts = [src.shard(r, 3).ids for r in range(3)]
     assert sorted(sum(parts, [])) == sorted(src.ids) and len(set(parts[0]) & set(parts[1])) == 0
+
+
+def test_read_ahead_is_bounded_by_batches_not_the_folder(tiny_vit):
+    """Decodes run at most two batches ahead of the consumer (they were all submitted at once)."""
+    import threading
+    import time
+
+    from clipaudit.data import ImageSource
+
+    lock = threading.Lock()
+    state = {"decoded": 0, "consumed": 0, "most_ahead": 0}
+
+    def loader(row):
+        img = Image.new("RGB", (8, 8), (int(row["id"]) % 256, 0, 0))
+        with lock:
+            state["decoded"] += 1
+            state["most_ahead"] = max(state["most_ahead"], state["decoded"] - state["consumed"])
+        return img
+
+    n, batch = 96, 4
+    src = ImageSource(pd.DataFrame({"id": [str(i) for i in range(n)]}), loader, "counting", workers=4)
+    ids = []
+    for b in src.batches(tiny_vit, batch_size=batch):
+        time.sleep(0.01)  # a model slower than the decoders
+        with lock:
+            state["consumed"] += len(b.ids)
+        ids += b.ids
+    assert ids == [str(i) for i in range(n)]  # order kept
+    assert state["most_ahead"] <= 3 * batch, state  # this batch, the next two in flight
+
+
+def test_stopping_early_leaves_no_decodes_running(tiny_vit):
+    from clipaudit.data import ImageSource
+
+    calls = []
+    src = ImageSource(pd.DataFrame({"id": [str(i) for i in range(200)]}),
+                      lambda row: calls.append(row["id"]) or Image.new("RGB", (8, 8)), "counting", workers=4)
+    it = src.batches(tiny_vit, batch_size=5)
+    next(it)
+    it.close()
+    assert len(calls) <= 3 * 5
