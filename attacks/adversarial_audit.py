@@ -34,7 +34,7 @@ from clipaudit.errors import ClipauditError
 from clipaudit.model import AuditModel, in_eval_mode
 from clipaudit.result import Result
 from clipaudit.stats import grouped_rates_bootstrap, proportion_ci, ci_from_draws
-from clipaudit.zeroshot import iterate, read_templates, resolve_classes
+from clipaudit.zeroshot import iterate, read_templates, require_classes, resolve_classes
 
 SECTION = "adversarial"
 NORM_TOLERANCE = 1e-6
@@ -176,6 +176,7 @@ def prepare(model: AuditModel, source: ImageSource, config: AdversarialConfig) -
     if target is not None:
         _check_target_addable(model, target, templates)
     classes, added = resolve_classes(model, config.classes, source, add=[target] if target else [])
+    require_classes(classes, "attack success and robust accuracy")
     head = model.classifier(classes, templates)
     t_idx = classes.index(target) if target else None
     t_emb = head.weights[t_idx].detach().clone() if target else None

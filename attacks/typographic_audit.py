@@ -37,7 +37,8 @@ from clipaudit.result import Result
 from clipaudit.stats import (bootstrap_ci, ci_from_draws, grouped_rates_bootstrap, proportion_ci,
                              spearman)
 from clipaudit.distributed import distributed_context, gather
-from clipaudit.zeroshot import iterate, predict_probs, read_templates, read_word_list, resolve_classes
+from clipaudit.zeroshot import (iterate, predict_probs, read_templates, read_word_list, require_classes,
+                                resolve_classes)
 
 SECTION = "typographic"
 MAX_SWEEP_CELLS = 256
@@ -543,7 +544,7 @@ def prepare(model: AuditModel, source: ImageSource | None, config: TypographicCo
     classes, _ = resolve_classes(model, config.classes, source)
     target = match_target(typed, classes)
     added = [] if target in classes else [target]
-    classes = classes + added
+    classes = require_classes(classes + added, "typographic attack success")
     templates = read_templates(config.templates)
     words, skipped_words = None, []
     if config.search_words is not None:

@@ -58,6 +58,20 @@ def resolve_classes(model: AuditModel, classes_file: str | None, source: ImageSo
     return classes + added, added
 
 
+def require_classes(classes: Sequence[str], what: str = "the attack") -> list[str]:
+    """``classes`` when it holds at least two; a one-class head predicts that class for every
+    image, so success rates and accuracies over it mean nothing.
+
+    Raises:
+        ClipauditError: fewer than two classes, naming them and the way out (``--classes``).
+    """
+    if len(classes) < 2:
+        raise ClipauditError(f"the zero-shot head has {len(classes)} class(es) ({', '.join(map(repr, classes))}): "
+                             f"it predicts that class for every image, so {what} would measure nothing; give "
+                             f"at least two classes (--classes FILE, one per line)")
+    return list(classes)
+
+
 def read_templates(path: str | None) -> list[str]:
     if not path:
         return list(DEFAULT_TEMPLATES)

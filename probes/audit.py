@@ -33,6 +33,34 @@ from clipaudit.probes.scan import ScanResult, scan
 SECTION = "neurons"
 
 
+MIN_JUDGE_N = 20
+"""One sample-size rule for the neurons audit: a rate over fewer cases than this (label accuracy
+over class-dominated neurons), or a scan of fewer probe images than this (or than ``k``), is
+reported with a warning that n is too small to judge, never as a bare figure."""
+
+
+def too_few_note(n: int) -> str:
+    """``""`` when ``n`` >= :data:`MIN_JUDGE_N`, else ``", n too small to judge (< 20)"``-style text."""
+    return "" if n >= MIN_JUDGE_N else f", n too small to judge (< {MIN_JUDGE_N})"
+
+
+def probe_set_warning(n_images: int, k: int) -> str | None:
+    """The warning for a probe set too small for labels and multimodal selection, or None."""
+    need = max(MIN_JUDGE_N, k)
+    if n_images >= need:
+        return None
+    return (f"only {n_images} probe image(s), fewer than {need} (the --k {k} top images per neuron and "
+            f"{MIN_JUDGE_N} to judge): SoftWPMI labels, and the multimodal neurons checked at them, rest on "
+            f"too few images to judge; scan more images (--n-images or a larger --images source)")
+
+
+def unique_neurons(ids: list[int]) -> tuple[list[int], list[int]]:
+    """(ids in first-seen order without repeats, the ids that were repeated)."""
+    seen = list(dict.fromkeys(int(i) for i in ids))
+    repeated = sorted({int(i) for i in ids if list(ids).count(i) > 1})
+    return seen, repeated
+
+
 @dataclass
 class NeuronsConfig:
     """Every knob of the audit; each field is one ``clipaudit neurons`` flag.
@@ -41,7 +69,8 @@ class NeuronsConfig:
         layer: ``--layer`` alias or dotted path.
         images: ``--images`` toy, toy:N, a folder or a CSV (the CLI opens it).
         n_images: ``--n-images`` toy scenes when ``images`` is ``toy``.
-        neurons: ``--neurons`` explicit neuron ids (else the top multimodal ones).
+        neurons: ``--neurons`` explicit neuron ids (else the top multimodal ones); repeats are
+            rendered once.
         top: ``--top`` neurons selected by multimodality for rendering.
         concepts: ``--concepts`` concept file (default: the shipped set).
         steps: ``--steps`` feature-visualisation steps.
@@ -153,6 +182,10 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
     config.validate()
     layer: Layer = resolve_layer(model, config.layer)
     explicit = layer.check_neurons(config.neurons) if config.neurons else None
+    if explicit:
+        explicit, repeated = unique_neurons(explicit)
+        if repeated:
+            say(f"note: --neurons repeats {', '.join(map(str, repeated))}; each neuron is rendered once")
     concepts = read_concepts(config.concepts)
     result = Result(SECTION)
 
@@ -184,6 +217,10 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
         run.write_table("skipped_images", pd.DataFrame(sr.skipped, columns=["id", "reason"]))
     save_summary({"layer": layer.path, "layout": layer.layout, "n_neurons": layer.n_neurons,
                   "n_images": sr.state.count, "n_skipped": len(sr.skipped)})
+    warning = probe_set_warning(int(sr.state.count), config.k)
+    if warning:
+        say(f"warning: {warning}")
+        save_summary({"sample_size_warning": warning})
 
     # 2. labels
     say(f"labelling with SoftWPMI over {len(concepts)} concepts")
@@ -206,6 +243,7 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
                                                 tokens=config.tokens, batch_size=config.batch)
         mm = multimodality_table(img_r, word_r, kept, table["label"].tolist(), mcfg)
         table = table.merge(mm, on="neuron", how="left")
+        table["multimodal_concept"] = np.where(table["is_multimodal"].astype(bool), table["concept"], "")
         save_table("neurons", table)
         per_concept = mm[mm["is_multimodal"]].groupby("concept").size()
         save_summary({"n_multimodal": int(mm["is_multimodal"].sum()),
@@ -214,6 +252,7 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
     else:
         for col in ("concept", "image_response", "word_response", "multimodal_score", "is_multimodal"):
             table[col] = np.nan if col != "is_multimodal" else False
+        table["multimodal_concept"] = ""
         save_summary({"n_multimodal": None})
 
     # 4. selection + feature vis

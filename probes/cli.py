@@ -46,16 +46,32 @@ def config_from_args(args: argparse.Namespace):
                          n_pictures=args.n_pictures, seed=args.seed)
 
 
+def _neuron_lines(rows) -> str:
+    """The printed table: each neuron's SoftWPMI label beside the concept it is multimodal for
+    ('-' when none) and its multimodal score."""
+    lines = ["neuron  label          multimodal for  score"]
+    for n, row in rows.iterrows():
+        concept = row.get("multimodal_concept") or "-"
+        score = row.get("multimodal_score")
+        lines.append(f"{n:>6}  {str(row['label'])[:13]:<13}  {str(concept)[:14]:<14}  "
+                     + (f"{score:.2f}" if score == score and score is not None else "-"))
+    return "\n".join(lines)
+
+
 def run_neurons(args: argparse.Namespace) -> int:
     from clipaudit.data import open_source
     from clipaudit.distributed import init_distributed_from_env
     from clipaudit.hooks import resolve_layer
-    from clipaudit.probes.audit import audit, config_dict
+    from clipaudit.probes.audit import audit, config_dict, too_few_note, unique_neurons
     from clipaudit.probes.labels import read_concepts
     from clipaudit.runs import RunFolder
 
     config = config_from_args(args)
     config.validate()
+    if config.neurons:
+        config.neurons, repeated = unique_neurons(config.neurons)
+        if repeated:
+            print(f"note: --neurons repeats {', '.join(map(str, repeated))}; each neuron is rendered once")
     if config.concepts:
         read_concepts(config.concepts)  # fail before loading anything heavy
     model = model_from_args(args)
@@ -76,16 +92,16 @@ def run_neurons(args: argparse.Namespace) -> int:
     t = result.tables["neurons"]
     print(f"{s['layer']}: {s['n_neurons']} neurons over {s['n_images']} images"
           + (f" ({s['n_skipped']} skipped: see skipped_images.csv)" if s.get("n_skipped") else ""))
+    if s.get("sample_size_warning"):
+        print(f"warning: {s['sample_size_warning']}")
     if s.get("n_multimodal") is not None:
-        print(f"multimodal neurons: {s['n_multimodal']} across {len(s.get('multimodal_concepts', {}))} concepts")
+        print(f"multimodal neurons: {s['n_multimodal']} across {len(s.get('multimodal_concepts', {}))} concepts"
+              + (" (probe set too small to judge: see the warning above)" if s.get("sample_size_warning") else ""))
     if s.get("label_accuracy") == s.get("label_accuracy") and s.get("n_class_dominated"):
-        print(f"label accuracy on class-dominated neurons: {s['label_accuracy']:.2f} (n={s['n_class_dominated']})")
+        n_dom = int(s["n_class_dominated"])
+        print(f"label accuracy on class-dominated neurons: {s['label_accuracy']:.2f} (n={n_dom}{too_few_note(n_dom)})")
     shown = t[t["neuron"].isin(s["top"])].set_index("neuron").loc[s["top"]]
-    print("neuron  label          multimodal  score")
-    for n, row in shown.head(10).iterrows():
-        print(f"{n:>6}  {str(row['label'])[:13]:<13}  {str(bool(row['is_multimodal'])):<10}  "
-              f"{row['multimodal_score']:.2f}" if row['multimodal_score'] == row['multimodal_score'] else
-              f"{n:>6}  {str(row['label'])[:13]:<13}  -")
+    print(_neuron_lines(shown.head(10)))
     if "ablation" in result.tables:
         a = result.tables["ablation"]
         acc = a[a["measure"] == "accuracy"]

@@ -69,3 +69,14 @@ def test_fgsm_records_one_step_in_printout_config_and_summary(capsys, tmp_path):
     config = manifest.get("config") or manifest["configs"]["adversarial"]
     assert config["steps"] == 1 and config["restarts"] == 1
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["adversarial"]["steps"] == 1
+
+
+@pytest.mark.parametrize("target", [None, "pizza"])
+def test_a_one_class_head_is_refused(target, capsys, tmp_path):
+    one = tmp_path / "one.txt"
+    one.write_text("pizza\n")
+    code = main(BASE + ["--classes", str(one), "--out", str(tmp_path / "run")] + (["--target", target] if target else []))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    line = [l for l in err.splitlines() if l.startswith("error:")]
+    assert len(line) == 1 and "the zero-shot head has 1 class(es) ('pizza')" in line[0], err

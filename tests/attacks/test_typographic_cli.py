@@ -55,3 +55,15 @@ def test_a_near_duplicate_target_is_refused_with_did_you_mean(capsys, tmp_path):
     lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "did you mean --target 'apple'" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_one_class_head_is_refused(capsys, tmp_path):
+    """Only 'pizza' to choose from: every image 'becomes' pizza, so success would read 1.000 [1.00, 1.00]."""
+    one = tmp_path / "one.txt"
+    one.write_text("pizza\n")
+    code = main(BASE + ["--target", "pizza", "--classes", str(one), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "the zero-shot head has 1 class(es) ('pizza')" in lines[0]
+    assert "at least two classes" in lines[0]
