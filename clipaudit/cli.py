@@ -66,6 +66,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="toy", help="toy, toy-rn, an open_clip architecture, hf-hub:..., or a checkpoint path")
     p.add_argument("--pretrained", default=None, help="weight tag (openai), checkpoint path, or 'none' for random init")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--pretrained-tag", default=None, metavar="TAG",
+                   help="with --pretrained PATH: the open_clip tag the checkpoint came from (openai, meta, "
+                        "...); its published mean/std, resize, interpolation and activation are used")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="model precision")
     p.add_argument("--no-cache", action="store_true", help="encode every text prompt afresh; do not read or "
                    "write the text-embedding cache ($CLIPAUDIT_CACHE_DIR/text, default ~/.cache/clipaudit/text)")
@@ -81,7 +84,10 @@ def model_from_args(args: argparse.Namespace):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = load_model(args.model, args.pretrained, args.device, args.precision,
-                           text_cache=not getattr(args, "no_cache", False))
+                           text_cache=not getattr(args, "no_cache", False),
+                           pretrained_tag=getattr(args, "pretrained_tag", None))
+    if model.preprocessing()["assumed"]:
+        print(f"NOTE: {model.preprocessing()['source']}", file=sys.stderr)
     if model.random_init:
         print(f"WARNING: {model.name} has RANDOM-INIT weights; results describe no trained CLIP",
               file=sys.stderr)

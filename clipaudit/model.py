@@ -166,10 +166,18 @@ class AuditModel:
         return self._hash
 
     def describe(self) -> dict:
-        """The facts every manifest records about the model."""
+        """The facts every manifest records about the model, with the preprocessing used."""
         return {"name": self.name, "pretrained": self.pretrained, "random_init": self.random_init,
                 "arch": self.arch, "image_size": self.image_size, "weights_hash": self.weights_hash,
-                "precision": self.precision, "device": str(self.device)}
+                "precision": self.precision, "device": str(self.device), "preprocess": self.preprocessing()}
+
+    def preprocessing(self) -> dict:
+        """Mean, std, resize mode, interpolation, activation and where they came from."""
+        cfg = self.preprocess_cfg
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std],
+                "resize_mode": cfg.get("resize_mode", "shortest"), "interpolation": cfg.get("interpolation", "bicubic"),
+                "quick_gelu": bool(cfg.get("quick_gelu", False)), "source": cfg.get("source", "architecture defaults"),
+                "assumed": bool(cfg.get("assumed", False))}
 
     # -- pixels -------------------------------------------------------------------------
     def to_pixels(self, images: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
@@ -398,9 +406,51 @@ def _quiet_open_clip() -> Iterator[None]:
         hub.setLevel(hub_level)
 
 
-def _load_open_clip(name: str, pretrained: str | None, device: str, precision: str) -> AuditModel:
+def preprocess_from_tag(arch: str, tag: str) -> dict:
+    """open_clip's published preprocessing for ``arch`` trained as ``tag`` (its pretrained config).
+
+    Returns:
+        ``mean``, ``std`` (3-tuples), ``resize_mode``, ``interpolation``, ``quick_gelu`` (whether
+        the original weights were trained with QuickGELU) and ``source``.
+
+    Raises:
+        ClipauditError: ``tag`` is not one of open_clip's tags for ``arch`` (the valid ones listed).
+    """
+    import open_clip
+    from open_clip.pretrained import get_pretrained_cfg
+
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if tag not in tags:
+        raise ClipauditError(f"unknown --pretrained-tag {tag!r} for {arch}{suggest(tag, tags)} "
+                             f"(valid: {', '.join(tags) or 'none: pass no tag'})")
+    cfg = get_pretrained_cfg(arch, tag)
+    return {"mean": tuple(cfg.get("mean") or OPENAI_MEAN), "std": tuple(cfg.get("std") or OPENAI_STD),
+            "resize_mode": cfg.get("resize_mode") or "shortest", "interpolation": cfg.get("interpolation") or "bicubic",
+            "quick_gelu": bool(cfg.get("quick_gelu", False)), "source": f"open_clip pretrained config {arch}/{tag}"}
+
+
+def _assumed_note(name: str, pcfg: dict) -> str:
+    return (f"{name} checkpoint of unknown origin: assumed the architecture's default preprocessing (mean "
+            f"{tuple(round(v, 4) for v in pcfg.get('mean', OPENAI_MEAN))}, {pcfg.get('resize_mode', 'shortest')} "
+            f"resize, {pcfg.get('interpolation', 'bicubic')}, "
+            f"{'QuickGELU' if pcfg.get('quick_gelu') else 'GELU'}); pass --pretrained-tag TAG (e.g. openai) "
+            "to use the published preprocessing of the weights it came from")
+
+
+def _is_path(pretrained: str) -> bool:
+    return (Path(pretrained).expanduser().exists() or os.sep in pretrained
+            or pretrained.endswith((".pt", ".bin", ".safetensors")))
+
+
+def _load_open_clip(name: str, pretrained: str | None, device: str, precision: str,
+                    pretrained_tag: str | None = None) -> AuditModel:
     import open_clip
 
+    known = None
+    if pretrained_tag and (name.startswith("hf-hub:") or pretrained in (None, "", RANDOM_INIT)
+                           or not _is_path(pretrained)):
+        raise ClipauditError("--pretrained-tag names where a checkpoint file came from; use it with "
+                             "--model ARCH --pretrained PATH")
     if name.startswith("hf-hub:"):
         try:
             with _quiet_open_clip():
@@ -422,11 +472,13 @@ def _load_open_clip(name: str, pretrained: str | None, device: str, precision: s
             with _quiet_open_clip():
                 module = open_clip.create_model(name, pretrained=None, device="cpu")
             tag = RANDOM_INIT
-        elif Path(pretrained).expanduser().exists() or os.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors")):
+        elif _is_path(pretrained):
             path = Path(pretrained).expanduser()
             sd = _read_state_dict(path)
+            known = preprocess_from_tag(name, pretrained_tag) if pretrained_tag else None
             with _quiet_open_clip():
-                module = open_clip.create_model(name, pretrained=None, device="cpu")
+                module = open_clip.create_model(name, pretrained=None, device="cpu",
+                                                force_quick_gelu=bool(known and known["quick_gelu"]))
             for meta_key in ("input_resolution", "context_length", "vocab_size"):
                 sd.pop(meta_key, None)
             _load_into(module, sd, str(path), name)
@@ -449,7 +501,20 @@ def _load_open_clip(name: str, pretrained: str | None, device: str, precision: s
                                      f"fetched from {where} into {cache}; offline, copy the checkpoint here and "
                                      "pass --pretrained PATH") from None
             tag = pretrained
-    pcfg = open_clip.get_model_preprocess_cfg(module)
+    pcfg = dict(open_clip.get_model_preprocess_cfg(module))
+    pcfg["quick_gelu"] = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False)
+                              or (known is not None and known["quick_gelu"]))
+    if known is not None:
+        pcfg.update(known)
+    elif name.startswith("hf-hub:"):
+        pcfg["source"] = f"open_clip config from {name}"
+    elif tag == RANDOM_INIT:
+        pcfg["source"] = "architecture defaults (random init)"
+    elif _is_path(str(pretrained)):
+        pcfg.update(source=_assumed_note(name, pcfg), assumed=True)
+        warnings.warn(pcfg["source"], stacklevel=3)
+    else:
+        pcfg.update(preprocess_from_tag(name, str(pretrained)))
     mean = pcfg.get("mean", OPENAI_MEAN)
     std = pcfg.get("std", OPENAI_STD)
     return _finish(module, name, tag, _tokenizer_for(name, 77), device, precision, mean, std, pcfg)
@@ -464,11 +529,13 @@ def _load_local_checkpoint(path: Path, device: str, precision: str) -> AuditMode
     except Exception as err:
         raise ClipauditError(f"cannot infer a CLIP architecture from {str(path)!r} ({type(err).__name__}); "
                              "pass the architecture as the model name and the file as --pretrained") from None
-    return _finish(module, str(path), str(path), _tokenizer_for(None, 77), device, precision)
+    pcfg = {"resize_mode": "shortest", "interpolation": "bicubic", "quick_gelu": True,
+            "source": "OpenAI's preprocessing (an OpenAI-style state dict)"}
+    return _finish(module, str(path), str(path), _tokenizer_for(None, 77), device, precision, preprocess_cfg=pcfg)
 
 
 def load_model(name: str = "toy", pretrained: str | None = None, device: str = "auto",
-               precision: str = "fp32", text_cache: bool = True) -> AuditModel:
+               precision: str = "fp32", text_cache: bool = True, pretrained_tag: str | None = None) -> AuditModel:
     """Load a CLIP into an :class:`AuditModel` (see the module docstring for the lookup order).
 
     Args:
@@ -478,6 +545,10 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
         precision: ``fp32``, ``fp16`` or ``bf16``.
         text_cache: reuse text embeddings cached on disk (:mod:`clipaudit.textcache`);
             False (``--no-cache``) encodes every prompt afresh and writes nothing.
+        pretrained_tag: with ``name`` an open_clip architecture and ``pretrained`` a checkpoint
+            path, the open_clip tag the weights came from (``openai``, ``meta`` ...): its
+            published mean/std, resize mode, interpolation and QuickGELU are used. Without it a
+            checkpoint path gets the architecture's defaults and a warning says so.
 
     Raises:
         ClipauditError: unknown name or tag, unreadable or mismatched checkpoint, weights
@@ -491,11 +562,14 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
     name = str(name).strip()
     if not name:
         raise ClipauditError("empty model name; use toy, an open_clip architecture, hf-hub:..., or a path")
+    if pretrained_tag and (name.startswith("toy") or Path(name).expanduser().is_file()):
+        raise ClipauditError("--pretrained-tag applies to an open_clip architecture loaded from a checkpoint "
+                             "path (--model ARCH --pretrained PATH)")
     if name.startswith("toy"):
         model = _load_toy(name, pretrained, device, precision)
     elif Path(name).expanduser().is_file():
         model = _load_local_checkpoint(Path(name).expanduser(), device, precision)
     else:
-        model = _load_open_clip(name, pretrained, device, precision)
+        model = _load_open_clip(name, pretrained, device, precision, pretrained_tag)
     model.text_cache = text_cache
     return model

@@ -142,3 +142,82 @@ def test_openai_style_state_dict_from_path(tmp_path):
     with torch.no_grad():
         ref_emb = torch.nn.functional.normalize(ref.encode_image(m.normalize(x)), dim=-1)
     assert torch.allclose(m.encode_images(x), ref_emb, atol=1e-4)
+
+
+# ------------------------------------------------------------- checkpoints of known origin
+
+_TINY_ARCH = "clipaudit-test-tiny"
+_TINY_CFG = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
+                                             "head_width": 16},
+             "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+# A made-up tag with the kind of preprocessing PE-Core / SigLIP publish (values written by hand here).
+_TINY_TAG = {"url": "", "hf_hub": "", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+             "interpolation": "bilinear", "resize_mode": "squash", "quick_gelu": True}
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch, tmp_path):
+    """A tiny architecture with one pretrained tag in open_clip's registries, and a random-init
+    state dict of it saved to a path (what a user downloaded elsewhere)."""
+    import open_clip
+    import open_clip.factory
+    import open_clip.pretrained
+
+    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, _TINY_ARCH, _TINY_CFG)
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, _TINY_ARCH, {"sq": _TINY_TAG})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = open_clip.create_model(_TINY_ARCH, pretrained=None, force_quick_gelu=True)
+    path = tmp_path / "tiny.pt"
+    torch.save(module.state_dict(), path)
+    return path
+
+
+def test_the_real_registry_gives_pe_core_its_own_preprocessing():
+    """The issue's case: PE-Core-T-16-384 was given OpenAI mean/std, shortest, bicubic."""
+    from clipaudit.model import preprocess_from_tag
+
+    pp = preprocess_from_tag("PE-Core-T-16-384", "meta")
+    assert pp["mean"] == (0.5, 0.5, 0.5) and pp["std"] == (0.5, 0.5, 0.5)
+    assert pp["resize_mode"] == "squash" and pp["interpolation"] == "bilinear"
+    assert preprocess_from_tag("ViT-B-32", "openai")["quick_gelu"] is True  # OpenAI's weights need QuickGELU
+
+
+def test_pretrained_tag_gives_a_checkpoint_its_published_preprocessing(tiny_registered):
+    from open_clip.transformer import QuickGELU
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "assumed" warning when the origin is named
+        m = load_model(_TINY_ARCH, pretrained=str(tiny_registered), device="cpu", pretrained_tag="sq")
+    assert m.mean == (0.5, 0.5, 0.5) and m.std == (0.5, 0.5, 0.5)
+    pp = m.describe()["preprocess"]
+    assert pp["resize_mode"] == "squash" and pp["interpolation"] == "bilinear" and pp["quick_gelu"] is True
+    assert pp["assumed"] is False and "sq" in pp["source"]
+    assert any(isinstance(mod, QuickGELU) for mod in m.model.modules())
+    # squash: a 64x32 picture is stretched to 32x32, not centre-cropped
+    img = Image.fromarray(np.concatenate([np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)], 1))
+    px = m.to_pixels(img)
+    assert float(px[0, :, :, 0].mean()) < 0.05 and float(px[0, :, :, -1].mean()) > 0.95
+    # normalisation inside: (x - 0.5) / 0.5
+    assert torch.allclose(m.normalize(torch.full((1, 3, 32, 32), 0.75)), torch.full((1, 3, 32, 32), 0.5))
+
+
+def test_unknown_origin_is_said_plainly(tiny_registered, capsys):
+    with pytest.warns(UserWarning, match="unknown origin: assumed .*--pretrained-tag"):
+        m = load_model(_TINY_ARCH, pretrained=str(tiny_registered), device="cpu")
+    assert m.describe()["preprocess"]["assumed"] is True
+    from clipaudit.cli import main
+
+    assert main(["layers", "--model", _TINY_ARCH, "--pretrained", str(tiny_registered)]) == 0
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "unknown origin" in ln]
+    assert len(notes) == 1 and notes[0].startswith("NOTE:")
+
+
+def test_bad_pretrained_tags_are_one_line_errors(tiny_registered, capsys):
+    from clipaudit.cli import main
+
+    assert main(["layers", "--model", _TINY_ARCH, "--pretrained", str(tiny_registered), "--pretrained-tag", "sqq"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown --pretrained-tag 'sqq'") and "sq" in err and len(err.splitlines()) == 1
+    with pytest.raises(ClipauditError, match="checkpoint path"):
+        load_model("toy", pretrained_tag="openai")
