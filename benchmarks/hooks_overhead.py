@@ -5,7 +5,7 @@ For random-init RN50 and ViT-B-32 (224 px, CPU, batch 16): time ``encode_images`
 (B, N) by ``hooks.neurons``, on the same batches, alternating the two so machine load hits both
 alike. Prints the median ratio hooked / bare (goal <= 1.05).
 
-Run: python benchmarks/hooks_overhead.py [--repeats 5] [--models RN50,ViT-B-32]
+Run: python benchmarks/hooks_overhead.py [--quick] [--models RN50,ViT-B-32]
 """
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import statistics
 import warnings
 
 import torch
-from _timing import clock
-
+from _timing import Row, clock, table
 
 
 def measure(name: str, batch: int, repeats: int) -> tuple[float, float, float]:
@@ -43,20 +42,26 @@ def measure(name: str, batch: int, repeats: int) -> tuple[float, float, float]:
     return b, h, h / b
 
 
+def run(quick: bool = False, device: str = "auto", models: str = "RN50,ViT-B-32") -> list[Row]:
+    """One row per model: hooked / bare time (CPU only: ``device`` is ignored)."""
+    batch, repeats = (8, 3) if quick else (16, 5)
+    rows = []
+    for name in models.split(","):
+        b, h, r = measure(name, batch, repeats)
+        rows.append(Row("hooks_overhead", f"{name} hooked/bare penultimate (cpu)", r, 1.05,
+                        note=f"batch {batch}, bare {b * 1000:.0f} ms, median of {repeats}"))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="RN50,ViT-B-32")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="batch 8, 3 repeats")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"hooked penultimate scan vs bare encode_images  (CPU, batch {args.batch}, "
-          f"{args.threads} thread(s), median of {args.repeats})")
-    for name in args.models.split(","):
-        b, h, r = measure(name, args.batch, args.repeats)
-        print(f"{name:10s} bare {b * 1000:8.1f} ms  hooked {h * 1000:8.1f} ms  ratio {r:.3f}  "
-              f"({'meets' if r <= 1.05 else 'misses'} goal <= 1.05)")
+    print(f"hooked penultimate scan vs bare encode_images  (CPU, {args.threads} thread(s))")
+    print(table(run(args.quick, "cpu", args.models)))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
    same steps. Reported: speed-up = sequential time / batched time (goal >= 0.7 x 16 = 11.2).
 
 Models: the toy (trained weights when shipped, else random init), random-init RN50 and
-ViT-B-32; CPU, plus CUDA when present. Run: python benchmarks/neurons.py [--quick]
+ViT-B-32; CPU, plus CUDA when present. Run: python benchmarks/neurons.py [--quick] [--device D]
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import argparse
 import warnings
 
 import torch
-from _timing import clock, sync
+from _timing import Row, clock, sync, table
 
 
 
@@ -76,27 +76,37 @@ def bench_featvis(model, k: int, steps: int, device: str) -> tuple[float, float]
     return batched, clock() - t
 
 
+def run(quick: bool = False, device: str = "auto", models: str = "toy-vit,toy-rn,RN50,ViT-B-32") -> list[Row]:
+    """Rows: scan throughput ratio and batched feature-vis speed-up per model on ``device``."""
+    from clipaudit.model import pick_device
+
+    dev = str(pick_device(device))
+    rows = []
+    for name in models.split(","):
+        big = not name.startswith("toy")
+        n = (64 if quick else 256) if big else (512 if quick else 2048)
+        steps = (2 if quick else 8) if big and dev == "cpu" else (16 if quick else 64)
+        model, weights = _load(name, dev)
+        bare, scanned = bench_scan(model, n, 16 if big else 64, dev)
+        batched, seq = bench_featvis(model, 16, steps, dev)
+        rows.append(Row("neurons", f"{name} ({weights}) scan bare/scan ({dev})", bare / scanned, 0.95, lower=False,
+                        note=f"n={n}, bare {bare:.2f} s, scan {scanned:.2f} s"))
+        rows.append(Row("neurons", f"{name} featvis K=16 seq/batched ({dev})", seq / batched, 11.2, lower=False,
+                        note=f"steps={steps}, batched {batched:.2f} s, 16x seq {seq:.2f} s"))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="toy-vit,toy-rn,RN50,ViT-B-32")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default=None, help="cpu, cuda, auto (default: CPU, plus CUDA when present)")
     ap.add_argument("--quick", action="store_true", help="fewer images and steps (2 shared CPU cores)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"{'model':9s} {'weights':8s} {'dev':4s} | scan: bare s  scan s  ratio (>=0.95) | "
-          f"featvis K=16: batched s  16x seq s  speed-up (>=11.2)")
-    for device in devices:
-        for name in args.models.split(","):
-            big = not name.startswith("toy")
-            n = (64 if args.quick else 256) if big else (512 if args.quick else 2048)
-            steps = (2 if args.quick else 8) if big and device == "cpu" else (16 if args.quick else 64)
-            model, weights = _load(name, device)
-            bare, scanned = bench_scan(model, n, 16 if big else 64, device)
-            batched, seq = bench_featvis(model, 16, steps, device)
-            print(f"{name:9s} {weights:8s} {device:4s} | {bare:7.2f} {scanned:7.2f}  {bare / scanned:5.3f}"
-                  f"          | {batched:8.2f} {seq:9.2f}  {seq / batched:5.2f}x   "
-                  f"(n={n}, steps={steps})", flush=True)
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = [r for d in devices for r in run(args.quick, d, args.models)]
+    print(table(rows))
 
 
 if __name__ == "__main__":
