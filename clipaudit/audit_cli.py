@@ -191,7 +191,8 @@ def register(sub) -> None:
     p = add_command(sub, "audit", "Run every audit (neurons, typographic, adversarial, bias) on one model "
                     "into one run folder, write report.html and print the headline numbers.",
                     "clipaudit audit --quick", _cmd_audit)
-    p.add_argument("--quick", action="store_true", help="small sample sizes (about 2 minutes on the toy)")
+    p.add_argument("--quick", action="store_true", help="small sample sizes (on the toy: 120 s of CPU time, "
+                   "half a minute to two minutes of wall time by free cores)")
     p.add_argument("--target", default="pizza", help="typographic target word")
     p.add_argument("--skip", default="", help=f"comma list of audits to skip ({', '.join(AUDITS)})")
     p = add_command(sub, "diff", "Paired differences of every headline metric between two runs of the same "
