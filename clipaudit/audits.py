@@ -39,6 +39,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "typographic": ("clipaudit.attacks.typographic_audit", "clipaudit.attacks.typographic_cli"),
     "adversarial": ("clipaudit.attacks.adversarial_audit", "clipaudit.attacks.adversarial_cli"),
     "bias": ("clipaudit.bias.audit", "clipaudit.bias.cli"),
+    "sae": ("clipaudit.probes.sae_audit", "clipaudit.probes.sae_cli"),
     "limitations": ("clipaudit.probes.limitations_audit", "clipaudit.probes.limitations_cli"),
 }
 

@@ -1,0 +1,122 @@
+"""Quality of a trained SAE on one layer, in one streamed pass over an image source.
+
+- FVU (fraction of variance unexplained): ``sum ||x - x_hat||^2 / sum ||x - mean(x)||^2`` over
+  every row (Gao et al. 2024 report normalised MSE, the same quantity);
+- L0: mean number of active latents per row;
+- dead fraction: share of latents that never fire on the source;
+- spliced zero-shot accuracy: the layer replaced by the reconstruction (:func:`spliced`) vs clean,
+  on the images with a ``label`` among the zero-shot classes.
+
+The pass also keeps, per image, the SAE codes (sparse; the maximum over rows for ``tokens=all``)
+and the layer's neurons (position-averaged), which the planted-truth scoring and the latent
+explorer read. Memory: the sparse codes (k values per image) and N x d neurons.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from clipaudit.hooks import Layer, neurons, run_with_cache
+
+from clipaudit.probes.sae import SparseAutoencoder, check_layer_tokens, rows_of, rows_per_image
+from clipaudit.probes.sae_edit import spliced
+
+
+@dataclass
+class SAEPass:
+    """What one pass measured. ``codes`` is a scipy CSR (N images, m latents); ``neurons`` (N, d)."""
+
+    fvu: float
+    l0: float
+    dead_fraction: float
+    fire_counts: np.ndarray
+    codes: object
+    neurons: np.ndarray
+    ids: list[str]
+    clean_correct: np.ndarray | None
+    spliced_correct: np.ndarray | None
+    classes: list[str]
+
+
+def image_codes(codes: torch.Tensor, per: int) -> torch.Tensor:
+    """(B * per, m) row codes -> (B, m) per image: the maximum over an image's rows."""
+    return codes if per == 1 else codes.view(-1, per, codes.shape[1]).amax(1)
+
+
+def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
+            classes: Sequence[str] | None = None, image_batch: int = 128,
+            progress: Callable | None = None) -> SAEPass:
+    """Stream ``source`` once through ``model`` and measure ``sae`` on ``layer`` (see module doc).
+
+    Args:
+        classes: zero-shot classes for the accuracies (None or empty: no accuracy measured).
+
+    Returns:
+        :class:`SAEPass`.
+    """
+    from scipy import sparse
+
+    check_layer_tokens(layer, tokens)
+    per = rows_per_image(layer, tokens)
+    head = model.classifier(list(classes)) if classes else None
+    sq_err, sum_x, sum_xx, n_rows, active = 0.0, None, 0.0, 0, 0
+    fires = torch.zeros(sae.n_latents, dtype=torch.long)
+    code_parts, neuron_parts, ids, clean, spl = [], [], [], [], []
+    batches = source.batches(model, image_batch)
+    for batch in (progress(batches, desc="measure SAE") if progress else batches):
+        with torch.no_grad():
+            emb, cache = run_with_cache(model, batch.pixels, layer, stop_at=head is None)
+            rows = rows_of(cache[layer.path], layer, tokens).float().to(sae.mean.device)
+            codes = sae.encode(rows)
+            recon = sae.decode(codes)
+        sq_err += float((recon - rows).pow(2).sum())
+        sum_x = rows.sum(0) if sum_x is None else sum_x + rows.sum(0)
+        sum_xx += float(rows.pow(2).sum())
+        n_rows += len(rows)
+        active += int((codes > 0).sum())
+        fires += (codes > 0).sum(0).cpu()
+        img = image_codes(codes, per).cpu().numpy()
+        code_parts.append(sparse.csr_matrix(img))
+        neuron_parts.append(neurons(cache[layer.path], layer.layout, "mean").float().cpu().numpy())
+        ids += batch.ids
+        if head is not None:
+            truth = batch.meta["label"].fillna("").astype(str).tolist() if "label" in batch.meta else [""] * len(batch.ids)
+            with torch.no_grad():
+                clean_pred = head.logits_from_embeddings(emb).argmax(-1).cpu().tolist()
+                with spliced(model, layer, sae, tokens):
+                    spl_pred = head(batch.pixels).argmax(-1).cpu().tolist()
+            for t, c, s in zip(truth, clean_pred, spl_pred):
+                if t in classes:
+                    clean.append(classes[c] == t)
+                    spl.append(classes[s] == t)
+    if n_rows == 0:
+        from clipaudit.errors import ClipauditError
+        raise ClipauditError("the image source gave no images to measure the SAE on")
+    total_var = sum_xx - float(sum_x.pow(2).sum()) / n_rows
+    return SAEPass(fvu=sq_err / max(total_var, 1e-12), l0=active / n_rows,
+                   dead_fraction=float((fires == 0).float().mean()), fire_counts=fires.numpy(),
+                   codes=sparse.vstack(code_parts).tocsr(), neurons=np.concatenate(neuron_parts), ids=ids,
+                   clean_correct=np.array(clean, bool) if head is not None else None,
+                   spliced_correct=np.array(spl, bool) if head is not None else None, classes=list(classes or []))
+
+
+def latent_table(p: SAEPass, top: int = 8) -> pd.DataFrame:
+    """One row per latent: firing rate, mean and max activation over images, top image ids."""
+    codes = p.codes.tocsc()
+    n = codes.shape[0]
+    rows = []
+    for j in range(codes.shape[1]):
+        col = codes[:, j]
+        vals, idx = col.data, col.indices
+        order = np.argsort(-vals)[:top]
+        rows.append({"latent": j, "fire_rate": len(vals) / max(n, 1), "mean_activation": float(vals.sum() / max(n, 1)),
+                     "max_activation": float(vals.max()) if len(vals) else 0.0,
+                     "top_images": " ".join(p.ids[i] for i in idx[order])})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["SAEPass", "image_codes", "latent_table", "measure"]
