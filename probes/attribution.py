@@ -26,38 +26,83 @@ def neuron_forward(model, layer: Layer, neuron: int, tokens: str = "mean"):
     return f
 
 
-def attribute(model, layer: Layer | str, neuron: int, pixels: torch.Tensor, steps: int = 16,
-              baseline: float = 0.5, tokens: str = "mean") -> torch.Tensor:
-    """Integrated-gradients attribution (B, 3, S, S) of ``neuron`` for ``pixels`` in [0, 1].
+DEFAULT_STEPS = 128
+
+
+def attribute(model, layer: Layer | str, neuron: int, pixels: torch.Tensor, steps: int = DEFAULT_STEPS,
+              baseline: float = 0.5, tokens: str = "mean", return_convergence_delta: bool = False,
+              internal_batch_size: int = 256) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Integrated-gradients attribution (B, 3, S, S) of ``neuron`` for ``pixels`` in [0, 1]
+    (Sundararajan et al. 2017, through captum's ``IntegratedGradients``).
 
     Args:
         baseline: the grey image the path starts from.
-        steps: Riemann steps along the path.
+        steps: integration steps (captum's Gauss-Legendre rule). 128 by default: on the shipped
+            toys' penultimate neurons (8 neurons x 4 top images each) the completeness error
+            ``|delta| / |sum of attributions|`` is at most 0.197 / 0.074 / 0.051 / 0.017 on
+            toy-rn and 0.071 / 0.009 / 0.001 / 0.000 on toy-vit at 16 / 32 / 64 / 128 steps.
+        return_convergence_delta: also return captum's delta per image.
+        internal_batch_size: path points per forward (memory bound).
 
-    Completeness: the attributions of an image sum (approximately) to
-    f(image) - f(baseline), which the tests check.
+    Returns:
+        the attributions, or (attributions, delta (B,)) with ``delta = sum(attributions) -
+        (f(image) - f(baseline))``: completeness says it is 0, so it measures the error.
     """
     from captum.attr import IntegratedGradients
 
+    if steps < 1:
+        raise ValueError(f"integrated gradients needs steps >= 1, got {steps}")
     lay = layer if isinstance(layer, Layer) else resolve_layer(model, layer)
     ig = IntegratedGradients(neuron_forward(model, lay, neuron, tokens))
     x = pixels.to(model.device).float()
     base = torch.full_like(x, baseline)
-    attr = ig.attribute(x, baselines=base, n_steps=steps, internal_batch_size=max(1, len(x) * steps))
-    return attr.detach().cpu()
+    out = ig.attribute(x, baselines=base, n_steps=steps, internal_batch_size=max(1, min(len(x) * steps, internal_batch_size)),
+                       return_convergence_delta=return_convergence_delta)
+    if return_convergence_delta:
+        attr, delta = out
+        return attr.detach().cpu(), delta.detach().float().cpu()
+    return out.detach().cpu()
 
 
-def overlay(pixels: torch.Tensor, attributions: torch.Tensor, alpha: float = 0.6) -> list[Image.Image]:
-    """Images with the positive attribution (summed over colour) as a red heat overlay."""
+def relative_delta(attributions: torch.Tensor, delta: torch.Tensor) -> float:
+    """Worst completeness error of a batch: max over images of |delta| / |sum of attributions|
+    (0 when every attribution sums to exactly f(image) - f(baseline))."""
+    total = attributions.flatten(1).sum(1).abs()
+    return float((delta.abs() / total.clamp_min(1e-12)).max()) if len(delta) else float("nan")
+
+
+def attribution_row(attributions: torch.Tensor, delta: torch.Tensor, neuron: int, steps: int) -> dict:
+    """The neurons table's attribution columns for one neuron: ``ig_steps``, ``ig_delta_max``
+    (largest |captum convergence delta| over its images, activation units) and
+    ``ig_relative_delta`` (:func:`relative_delta`), so the table says how far IG missed."""
+    return {"neuron": int(neuron), "ig_steps": int(steps), "ig_delta_max": float(delta.abs().max()) if len(delta) else
+            float("nan"), "ig_relative_delta": relative_delta(attributions, delta)}
+
+
+def _heat_colours(heat: np.ndarray) -> np.ndarray:
+    """(H, W) in [0, 1] -> (H, W, 3) on matplotlib's ``inferno`` map: dark purple to yellow,
+    readable over photographs and for common colour-vision deficiencies."""
+    from matplotlib import colormaps
+
+    return colormaps["inferno"](heat)[..., :3]
+
+
+def overlay(pixels: torch.Tensor, attributions: torch.Tensor, alpha: float = 0.7,
+            percentile: float = 99.0) -> list[Image.Image]:
+    """Images with the positive attribution (summed over colour) as a heat overlay.
+
+    The heat is scaled by its ``percentile``-th value over the image, not its maximum: IG heat
+    is heavy-tailed, and a few extreme pixels would otherwise leave the rest invisible. Each
+    pixel is blended towards the ``inferno`` colour of its heat with weight ``alpha * heat``.
+    """
     out = []
     for img, a in zip(pixels.cpu(), attributions.cpu()):
-        heat = a.sum(0).clamp_min(0)
-        heat = heat / heat.max().clamp_min(1e-12)
-        base = img.permute(1, 2, 0).numpy()
-        red = np.zeros_like(base)
-        red[..., 0] = 1.0
-        w = (alpha * heat.numpy())[..., None]
-        mixed = base * (1 - w) + red * w
+        heat = a.float().sum(0).clamp_min(0).numpy()
+        scale = np.percentile(heat[heat > 0], percentile) if (heat > 0).any() else 1.0
+        heat = np.clip(heat / max(float(scale), 1e-12), 0.0, 1.0)
+        base = img.permute(1, 2, 0).float().numpy()
+        w = (alpha * heat)[..., None]
+        mixed = base * (1 - w) + _heat_colours(heat) * w
         out.append(Image.fromarray((mixed.clip(0, 1) * 255).astype(np.uint8)))
     return out
 
