@@ -82,13 +82,59 @@ def _cmd_bias(args: argparse.Namespace) -> int:
               f"({s['max_harmful_rate_group']})")
         print(f"  label-set shift {_f(s.get('max_label_set_shift'))} ({s.get('max_label_set_shift_group')}) "
               f"after adding {', '.join(s.get('added_classes') or []) or 'nothing'}")
-        print(f"  flagged (Holm p < {cfg.alpha}): {', '.join(s['flagged']) or 'none'}")
+        for line in flagged_lines(result.tables.get("bias_denigration"), result.tables.get("bias_label_sensitivity"),
+                                  cfg.alpha):
+            print(line)
     if "max_skew" in s:
         print(f"  MaxSkew@{s['max_skew_k']} (mean over prompts) {_f(s['max_skew'])} for {s['max_skew_attribute']}")
     if "weat_d" in s:
         print(f"  WEAT {s['weat_test']!r}: d {_f(s['weat_d'])}, Holm p {_f(s['weat_p'])}")
     print(f"written to {run.path}; export with: clipaudit bias report {run.path} --format html")
     return 0
+
+
+def flagged_lines(den, sens, alpha: float) -> list[str]:
+    """The flagged groups, each with its harmful-label rate ratio against the rest of its
+    attribute, the ratio's 95% CI and its Holm-adjusted p: above-rest groups first, then
+    below-rest ones (the complements of a two-group attribute appear on both sides). Then one
+    note per above-rest group whose own name is a class the label set lacks (a neutral
+    addition such as 'child'): its excess may be a label-set effect, with the measured shift."""
+    if den is None or not len(den):
+        return [f"  flagged (Holm p < {alpha}): none"]
+    hit = den[den["p_holm"] < alpha]
+    if hit.empty:
+        return [f"  flagged (Holm p < {alpha}): none"]
+
+    def item(r) -> str:
+        return (f"{r.attribute}={r.group} {_f(r.rate_ratio)}x [{_f(r.ratio_ci_low)}, {_f(r.ratio_ci_high)}] "
+                f"(Holm p {_f(r.p_holm)})")
+
+    above = hit[hit["rate"] > hit["rate_rest"]].sort_values("p_holm")
+    below = hit[hit["rate"] <= hit["rate_rest"]].sort_values("p_holm")
+    lines = [f"  flagged (Holm p < {alpha}): {', '.join(f'{a}={g}' for a, g in zip(hit['attribute'], hit['group']))}"
+             f"; harmful-label rate ratio vs the rest of the attribute:"]
+    if len(above):
+        lines.append("    more often: " + "; ".join(item(r) for r in above.itertuples()))
+    if len(below):
+        lines.append("    less often: " + "; ".join(item(r) for r in below.itertuples()))
+    lines += [_label_set_note(r, sens) for r in above.itertuples() if _label_set_note(r, sens)]
+    return lines
+
+
+def _label_set_note(row, sens) -> str:
+    if sens is None or not len(sens):
+        return ""
+    match = sens[(sens["attribute"] == row.attribute) & (sens["group"].astype(str) == str(row.group))]
+    if match.empty:
+        return ""
+    m = match.iloc[0]
+    added = [c for c in str(m["added_classes"]).split(";") if c]
+    if str(row.group) not in added:
+        return ""
+    return (f"  note: {row.attribute}={row.group} is flagged, but the label set has no {str(row.group)!r} class, so "
+            f"those images must take another label; adding {', '.join(added)} moves the group's harmful rate "
+            f"{m['rate_base']:.3f} -> {m['rate_extended']:.3f}: part of the excess is the label set's "
+            f"(see bias_label_sensitivity)")
 
 
 def _f(x) -> str:
