@@ -29,10 +29,18 @@ DENIGRATION_COLUMNS = ["attribute", "group", "n", "n_harmful", "rate", "ci_low",
                        "p_bh", "mdd", "rate_rest", "rate_ratio", "ratio_ci_low", "ratio_ci_high", "ratio_note"]
 
 
-def _groups(values: pd.Series) -> list[str]:
-    """Distinct non-empty values of an attribute, sorted (empty / NaN means 'not applicable')."""
-    vals = values.fillna("").astype(str)
-    return sorted(v for v in vals.unique() if v != "")
+def _labels(values: pd.Series | np.ndarray | Sequence) -> np.ndarray:
+    """(N,) str attribute values with every missing value as "": None, NaN, pd.NA and empty or
+    whitespace-only cells. Missing is missing: a row without a value belongs to no group, not
+    to the 'rest' of a group-vs-rest test, and is not ranked in retrieval skew."""
+    vals = pd.Series(values, dtype=object)
+    vals = vals.where(vals.notna(), "").astype(str).str.strip()
+    return vals.to_numpy()
+
+
+def _groups(values: pd.Series | np.ndarray) -> list[str]:
+    """Distinct present values of an attribute, sorted (missing values are no group)."""
+    return sorted(v for v in pd.unique(_labels(values)) if v != "")
 
 
 def zero_shot_predictions(image_emb: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
@@ -49,8 +57,8 @@ def harmful_flags(pred: np.ndarray, classes: Sequence[str], harmful: Sequence[st
 def _group_rows(attribute: str, labels: pd.Series, harmful: np.ndarray, alpha: float) -> list[dict]:
     """One row per group: its rate (Wilson CI), the exact group-vs-rest p, and the rate ratio
     to the rest (score CI, zero convention of :func:`clipaudit.stats.rate_ratio_ci`)."""
-    labels = labels.fillna("").astype(str).to_numpy()
-    groups = _groups(pd.Series(labels))
+    labels = _labels(labels)
+    groups = _groups(labels)
     if len(groups) < 2:
         return []
     valid = labels != ""
@@ -120,8 +128,8 @@ def intersectional(harmful: np.ndarray, meta: pd.DataFrame, attributes: Sequence
     harmful = np.asarray(harmful, dtype=bool)
     rows = []
     for a, b in combinations(attributes, 2):
-        va, vb = meta[a].fillna("").astype(str), meta[b].fillna("").astype(str)
-        cell = np.where((va != "") & (vb != ""), va + " x " + vb, "")
+        va, vb = _labels(meta[a]), _labels(meta[b])
+        cell = np.array([f"{x} x {y}" if x and y else "" for x, y in zip(va, vb)], dtype=object)
         counts = pd.Series(cell).value_counts()
         cell = np.where(pd.Series(cell).map(counts).to_numpy() >= min_group, cell, "")
         rows += _group_rows(f"{a} x {b}", pd.Series(cell), harmful, alpha)
@@ -141,8 +149,8 @@ def label_sensitivity(base_harmful: np.ndarray, extended_harmful: np.ndarray, ex
     to_added = harmful_flags(extended_pred, extended_classes, added)
     rows = []
     for a in attributes:
-        labels = meta[a].fillna("").astype(str).to_numpy()
-        for g in _groups(pd.Series(labels)):
+        labels = _labels(meta[a])
+        for g in _groups(labels):
             m = labels == g
             rb, re_ = float(base_harmful[m].mean()), float(extended_harmful[m].mean())
             rows.append({"attribute": a, "group": g, "n": int(m.sum()), "rate_base": rb, "rate_extended": re_,
@@ -159,7 +167,9 @@ def retrieval_skew(sims: np.ndarray, prompts: Sequence[str], meta: pd.DataFrame,
 
     Args:
         sims: (N, P) image-prompt cosine similarities.
-        k: top-k size; clipped to the number of images with a value for the attribute.
+        k: top-k size; clipped to the number of images with a value for the attribute. Images
+            whose value is missing are not ranked at all (they neither fill the top k nor count
+            in the target shares).
         target: ``dataset`` (p* = each group's share of the probe set) or ``equal`` (1/|A|).
 
     Returns:
@@ -174,8 +184,8 @@ def retrieval_skew(sims: np.ndarray, prompts: Sequence[str], meta: pd.DataFrame,
     rng = np.random.default_rng(seed)
     rows = []
     for a in attributes:
-        labels = meta[a].fillna("").astype(str).to_numpy()
-        groups = _groups(pd.Series(labels))
+        labels = _labels(meta[a])
+        groups = _groups(labels)
         if len(groups) < 2:
             continue
         keep = labels != ""
@@ -242,7 +252,7 @@ def image_weat(test: WeatTest, image_emb: np.ndarray, meta: pd.DataFrame, a_emb:
     if test.attribute not in meta.columns:
         raise ClipauditError(f"WEAT {test.name!r} uses attribute {test.attribute!r}, which the dataset lacks; "
                              f"valid: {', '.join(c for c in meta.columns if c not in ('id', 'path'))}")
-    labels = meta[test.attribute].fillna("").astype(str).to_numpy()
+    labels = _labels(meta[test.attribute])
     in_x = np.isin(labels, test.x)
     in_y = np.isin(labels, test.y) if test.y else (labels != "") & ~in_x
     s = metrics.weat_association(image_emb, a_emb, b_emb)

@@ -119,3 +119,55 @@ def test_denigration_rate_and_ratio_cis_follow_the_shared_convention():
     none = probes.denigration(np.zeros(40, bool), meta, ["h"])
     assert none.rate_ratio.isna().all() and (none.ratio_ci_low == 0).all() and np.isinf(none.ratio_ci_high).all()
     assert set(none.ratio_note) == {"no events in either group"}
+
+
+MISSING = [None, np.nan, "", "  ", pd.NA]
+
+
+def _with_missing(seed: int = 7) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """People plus 25 rows whose skin is missing (every kind of missing), all harmful: if they
+    joined any group or 'rest', rates, p-values and ratios would move."""
+    harmful, meta = _people(400, seed=seed)
+    extra = pd.DataFrame({"id": [f"m{i}" for i in range(25)], "skin": [MISSING[i % 5] for i in range(25)],
+                          "hair": ["short", "long"] * 12 + ["short"]})
+    meta = pd.concat([meta, extra], ignore_index=True)
+    harmful = np.concatenate([harmful, np.ones(25, bool)])
+    missing = np.arange(len(meta)) >= 400
+    return harmful, meta, missing
+
+
+def test_missing_attribute_values_join_no_group_and_no_rest():
+    harmful, meta, missing = _with_missing()
+    got = probes.denigration(harmful, meta, ["skin"], n_bootstrap=200)
+    dropped = probes.denigration(harmful[~missing], meta[~missing].reset_index(drop=True), ["skin"], n_bootstrap=200)
+    assert set(got.group) == {f"tone{i}" for i in range(4)}
+    pd.testing.assert_frame_equal(got, dropped)
+    by_hand = harmful[~missing & (meta.skin != "tone1").to_numpy()].mean()
+    assert got.set_index("group").loc["tone1", "rate_rest"] == pytest.approx(by_hand)
+
+
+def test_missing_values_are_not_ranked_in_retrieval_skew():
+    """Rows without a value have the highest similarity of all: ranked, they would fill the top
+    k; they must change nothing, and k is clipped to the rows that have a value."""
+    harmful, meta, missing = _with_missing()
+    rng = np.random.default_rng(1)
+    sims = rng.normal(size=(len(meta), 2))
+    sims[missing] = 10.0
+    got = probes.retrieval_skew(sims, ["p", "q"], meta, ["skin"], k=30, n_bootstrap=100)
+    dropped = probes.retrieval_skew(sims[~missing], ["p", "q"], meta[~missing].reset_index(drop=True), ["skin"],
+                                    k=30, n_bootstrap=100)
+    pd.testing.assert_frame_equal(got, dropped)
+    big = probes.retrieval_skew(sims, ["p"], meta, ["skin"], k=10_000, n_bootstrap=50)
+    assert int(big.k.iloc[0]) == int((~missing).sum()) == 400
+
+
+def test_missing_values_in_intersections_weat_and_label_sensitivity():
+    harmful, meta, missing = _with_missing()
+    inter = probes.intersectional(harmful, meta, ["skin", "hair"], n_bootstrap=100)
+    inter_dropped = probes.intersectional(harmful[~missing], meta[~missing].reset_index(drop=True), ["skin", "hair"],
+                                          n_bootstrap=100)
+    pd.testing.assert_frame_equal(inter, inter_dropped)
+    assert inter.n.sum() == 400
+    pred = np.zeros(len(meta), int)
+    sens = probes.label_sensitivity(harmful, harmful, pred, meta, ["skin"], ["person"], ["person"])
+    assert set(sens.group) == {f"tone{i}" for i in range(4)} and sens.n.sum() == 400
