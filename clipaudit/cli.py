@@ -204,7 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # the command's warnings read as our errors do: one line
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -37,6 +37,26 @@ DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def check_template(template: str) -> str:
+    """``template`` if it has exactly one ``{}`` placeholder and no other format field.
+
+    Raises:
+        ValueError: no ``{}``, several, a named/numbered field (``{name}``, ``{0}``) or a stray
+            brace; the message says to write literal braces as ``{{`` and ``}}``.
+    """
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError:
+        fields = None
+    if fields is None or fields != [""]:
+        found = "unbalanced braces" if fields is None else f"{len(fields)} fields {fields}" if fields else "none"
+        raise ValueError(f"template {template!r} needs exactly one '{{}}' placeholder for the class name "
+                         f"(found {found}); write literal braces as '{{{{' and '}}}}'")
+    return template
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` means CUDA when present, else CPU; anything else is passed to torch."""
     if str(device) == "auto":
@@ -223,6 +243,39 @@ class AuditModel:
         emb = check_finite(self.model.encode_image(x), "image embeddings", self)
         return F.normalize(emb.float(), dim=-1) if normalize else emb.float()
 
+    @property
+    def context_length(self) -> int:
+        """Tokens the text tower reads (77 on OpenAI CLIPs, 16 on the toys); the rest is cut."""
+        if getattr(self, "_context_length", None) is None:
+            object.__setattr__(self, "_context_length", int(self.tokenizer(["a"]).shape[-1]))
+        return self._context_length
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text including start and end tokens, before any cut to the context."""
+        import open_clip
+
+        tok = self.tokenizer
+        encode = getattr(tok, "encode", None)
+        if encode is None and getattr(tok, "__name__", "") == "<lambda>":  # the standard BPE tokenizer
+            encode = open_clip.tokenizer._tokenizer.encode
+        if encode is not None and not hasattr(tok, "tokenizer"):
+            return [len(encode(str(t))) + 2 for t in texts]
+        ids = self.tokenizer(list(texts))  # other tokenizers: a full last slot means the text was cut
+        n = self.context_length
+        return [n + 1 if int(row[-1]) != 0 else int((row != 0).sum()) for row in ids]
+
+    def cut_texts(self, texts: Sequence[str]) -> list[str]:
+        """The texts longer than :attr:`context_length` (the model never reads their end)."""
+        n = self.context_length
+        return [t for t, k in zip(texts, self.token_counts(texts)) if k > n]
+
+    def _warn_cut(self, texts: Sequence[str]) -> None:
+        cut = self.cut_texts(texts)
+        if cut:
+            more = f" and {len(cut) - 1} more" if len(cut) > 1 else ""
+            warnings.warn(f"prompt {cut[0]!r}{more} longer than {self.name}'s {self.context_length}-token text "
+                          "context: the model reads only its start", stacklevel=3)
+
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
         """Text embeddings (N, D), computed in batches of ``batch_size``; prompts these weights
@@ -232,6 +285,7 @@ class AuditModel:
         texts = list(texts)
         if not texts:
             raise ValueError("encode_texts needs at least one text")
+        self._warn_cut(texts)
         emb = cached_encode(self, texts, lambda todo: self._encode_text_batches(todo, batch_size))
         check_finite(emb, "text embeddings", self)
         return F.normalize(emb, dim=-1) if normalize else emb
@@ -252,13 +306,25 @@ class AuditModel:
         if len(set(classnames)) != len(classnames):
             dup = sorted({c for c in classnames if classnames.count(c) > 1})
             raise ValueError(f"class names must be unique; repeated: {', '.join(dup)}")
-        templates = list(templates) or list(DEFAULT_TEMPLATES)
-        for t in templates:
-            if "{}" not in t:
-                raise ValueError(f"template {t!r} has no '{{}}' placeholder for the class name")
+        templates = [check_template(t) for t in (list(templates) or list(DEFAULT_TEMPLATES))]
         texts = [t.format(c) for c in classnames for t in templates]
+        self._refuse_identical_heads(classnames, texts, len(templates))
         emb = self.encode_texts(texts).view(len(classnames), len(templates), -1).mean(1)
         return ZeroShotHead(self, classnames, templates, F.normalize(emb, dim=-1)).to(self.device)
+
+    def _refuse_identical_heads(self, classnames: list[str], texts: list[str], per_class: int) -> None:
+        """Two classes whose every prompt reads the same after the cut would get one head twice."""
+        if not self.cut_texts(texts):
+            return
+        ids = self.tokenizer(texts).view(len(classnames), per_class, -1)
+        seen: dict[bytes, str] = {}
+        for name, row in zip(classnames, ids):
+            key = row.cpu().numpy().tobytes()
+            if key in seen:
+                raise ValueError(f"classes {seen[key]!r} and {name!r} read the same to {self.name}: their prompts "
+                                 f"differ only past its {self.context_length}-token text context, so the second "
+                                 "could never be predicted; shorten the class names")
+            seen[key] = name
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import torch
 
 from clipaudit.data import Batch, ImageSource
 from clipaudit.errors import ClipauditError
-from clipaudit.model import DEFAULT_TEMPLATES, AuditModel, ZeroShotHead
+from clipaudit.model import DEFAULT_TEMPLATES, AuditModel, ZeroShotHead, check_template
 
 
 def read_word_list(path: Path | str, what: str = "class") -> list[str]:
@@ -76,9 +76,11 @@ def read_templates(path: str | None) -> list[str]:
     if not path:
         return list(DEFAULT_TEMPLATES)
     templates = read_word_list(path, "template")
-    bad = [t for t in templates if "{}" not in t]
-    if bad:
-        raise ClipauditError(f"template {bad[0]!r} has no '{{}}' placeholder for the class name")
+    for t in templates:
+        try:
+            check_template(t)
+        except ValueError as err:
+            raise ClipauditError(f"{err} (in template file {str(path)!r})") from None
     return templates
 
 
