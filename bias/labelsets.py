@@ -117,10 +117,14 @@ def _strs(value: Any, key: str, where: str, allow_empty: bool = False) -> tuple[
 
 
 def _templates(value: Any, key: str, where: str) -> tuple[str, ...]:
+    from clipaudit.model import check_template
+
     out = _strs(value, key, where)
-    bad = [t for t in out if "{}" not in t]
-    if bad:
-        raise ClipauditError(f"{where}: template {bad[0]!r} in {key!r} has no '{{}}' placeholder")
+    for t in out:
+        try:
+            check_template(t)
+        except ValueError as err:
+            raise ClipauditError(f"{where}: {err} (in {key!r})") from None
     return out
 
 

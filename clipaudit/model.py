@@ -51,7 +51,8 @@ def check_template(template: str) -> str:
     except ValueError:
         fields = None
     if fields is None or fields != [""]:
-        found = "unbalanced braces" if fields is None else f"{len(fields)} fields {fields}" if fields else "none"
+        found = ("unbalanced braces" if fields is None else f"{len(fields)} fields {fields}" if fields
+                 else "no '{}' placeholder")
         raise ValueError(f"template {template!r} needs exactly one '{{}}' placeholder for the class name "
                          f"(found {found}); write literal braces as '{{{{' and '}}}}'")
     return template

@@ -36,7 +36,7 @@ def test_cut_prompts_are_named_in_a_warning(tiny_vit):
         tiny_vit.encode_texts(["a photo of a apple.", "pizza"])  # short prompts: silent
 
 
-@pytest.mark.parametrize("template,found", [("a {} of a {}.", "2 fields"), ("no placeholder", "none"),
+@pytest.mark.parametrize("template,found", [("a {} of a {}.", "2 fields"), ("no placeholder", "no '{}' placeholder"),
                                             ("a photo of {0}", "['0']"), ("a {name}", "['name']"),
                                             ("a photo of a {", "unbalanced")])
 def test_bad_templates_are_refused_by_the_core_and_at_read_time(tmp_path, tiny_vit, template, found):
@@ -75,3 +75,18 @@ def test_cli_classes_that_read_the_same_are_one_line_exit_2(tmp_path, capsys):
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and f"'{STEM} one' and '{STEM} two'" in errors[0]
     assert "Traceback" not in err
+
+
+def test_bias_label_and_prompt_templates_use_the_same_check(tmp_path):
+    import json
+
+    from clipaudit.bias.labelsets import load_label_set
+
+    labels = tmp_path / "l.json"
+    labels.write_text(json.dumps({"classes": ["a", "b"], "harmful": ["a"], "templates": ["a {} and a {}."]}))
+    with pytest.raises(ClipauditError, match="exactly one"):
+        load_label_set("toy", labels=labels)
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"skew": {"concepts": ["hero"], "templates": ["a {0}."]}}))
+    with pytest.raises(ClipauditError, match="exactly one"):
+        load_label_set("toy", prompts=prompts)
