@@ -101,15 +101,25 @@ def test_corrupt_and_missing_checkpoints(tmp_path):
 
 
 def test_pickled_code_is_refused(tmp_path):
-    """weights_only=True: a checkpoint that needs arbitrary unpickling is rejected."""
+    """weights_only=True: a checkpoint whose unpickling would run code is rejected *before* the
+    code runs. The payload writes a sentinel file; a plain torch.load shows it does (the
+    control), and after load_model refuses the checkpoint the sentinel does not exist."""
+    from pathlib import Path
+
+    sentinel = tmp_path / "payload_ran.txt"
+
     class Evil:
         def __reduce__(self):
-            return (print, ("pwned",))
+            return (Path.write_text, (sentinel, "pwned"))
 
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": Evil()}, path)
+    torch.load(str(path), weights_only=False)  # control: unsafe unpickling runs the payload
+    assert sentinel.read_text() == "pwned"
+    sentinel.unlink()
     with pytest.raises(ClipauditError, match="cannot read checkpoint"):
         load_model("toy-vit", pretrained=str(path), device="cpu")
+    assert not sentinel.exists(), "the checkpoint's payload ran while loading"
 
 
 def test_unknown_names_and_tags_suggest():
