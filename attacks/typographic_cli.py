@@ -17,22 +17,29 @@ def _fmt_ci(ci) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def _cmd(args: argparse.Namespace) -> int:
-    from clipaudit.attacks.typographic_audit import TypographicConfig, audit, check_target, prepare
-    from clipaudit.cli import model_from_args, progress
-    from clipaudit.distributed import init_distributed_from_env
-    from clipaudit.runs import RunFolder
+def config_from_args(args: argparse.Namespace):
+    """The config the flags describe; the model-free checks run here, before anything loads."""
+    from clipaudit.attacks.typographic_audit import TypographicConfig, check_target
 
     check_target(args.target)
     if args.n < 1:
         raise ClipauditError(f"--n must be >= 1 toy images, got {args.n}")
-    cfg = TypographicConfig(target=args.target, word=args.word, images=args.images, n=args.n, classes=args.classes,
+    return TypographicConfig(target=args.target, word=args.word, images=args.images, n=args.n, classes=args.classes,
                             templates=args.templates, style=args.style, size=args.size, color=args.color,
                             opacity=args.opacity, position=args.position, repeat=args.repeat,
                             rotation=args.rotation, font=args.font, outline=not args.no_outline,
                             sweep=list(args.sweep or []), search_words=args.search_words,
                             search_n=args.search_n, search_max=args.search_max, batch_size=args.batch_size, examples=args.examples,
                             n_resamples=args.n_resamples, seed=args.seed)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from clipaudit.attacks.typographic_audit import audit, prepare
+    from clipaudit.cli import model_from_args, progress
+    from clipaudit.distributed import init_distributed_from_env
+    from clipaudit.runs import RunFolder
+
+    cfg = config_from_args(args)
     model = model_from_args(args)
     source = _open_images(cfg.images, cfg.n, cfg.seed)
     target, word, _, _, added, *_ = prepare(model, source, cfg)  # every bad input fails before any model work

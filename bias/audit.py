@@ -308,6 +308,7 @@ AUDIT = Audit(
     limitations={"L-bias": ("max_label_set_shift", "weat_d", "max_skew"),
                  "L-denigration": ("harmful_rate_ratio", "max_harmful_rate"),
                  "L-data-skew": ("max_skew",)},
+    input_flags="--dataset, --n and --seed",
     paired=(PairedMetric("bias", "bias_predictions", "harmful_rate", column("harmful")),
             PairedMetric("bias", "bias_predictions", "harmful_rate_extended", column("harmful_extended"))),
 )

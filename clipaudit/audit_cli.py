@@ -13,25 +13,15 @@ import time
 
 from clipaudit.cli import add_command, model_from_args
 
-AUDITS = ("neurons", "typographic", "adversarial", "bias")
-
-
 def audit_plan(args: argparse.Namespace) -> dict[str, list[str]]:
-    """The sub-audit command lines (without the shared model/run flags)."""
-    quick = args.quick
-    return {
-        "neurons": ["neurons", "--layer", "penultimate", "--top", "8" if quick else "16",
-                    "--steps", "48" if quick else "512", "--n-images", "256" if quick else "2048",
-                    "--attribution-images", "2" if quick else "4", "--n-words", "8" if quick else "16",
-                    "--n-pictures", "8" if quick else "16", "--k", "20" if quick else "50"],
-        "typographic": ["typographic", "--target", args.target, "--n", "96" if quick else "500",
-                        *([] if quick else ["--sweep", "size=6,8,10,12,14", "opacity=0.25,0.5,1"])],
-        "adversarial": ["adversarial", "--attack", "pgd", "--eps", "4/255", "--steps", "5" if quick else "10",
-                        "--n", "32" if quick else "256", "--sanity-n", "16" if quick else "32",
-                        "--eps-sweep", "0,2/255,4/255" if quick else "0,1/255,2/255,4/255,8/255"],
-        "bias": ["bias", "--dataset", "toy", "--n", "400" if quick else "2000",
-                 "--bootstrap", "500" if quick else "2000"],
-    }
+    """Each registered audit's command line inside ``clipaudit audit`` (without the shared flags).
+
+    Audits whose registry entry has no ``plan`` (slow or needing their own inputs) are left to
+    their own command.
+    """
+    from clipaudit.audits import AUDITS
+
+    return {name: AUDITS[name].plan(args) for name in AUDITS if AUDITS[name].plan is not None}
 
 
 def _shared_flags(args: argparse.Namespace, out: str) -> list[str]:
@@ -42,29 +32,18 @@ def _shared_flags(args: argparse.Namespace, out: str) -> list[str]:
     return flags
 
 
-def _validate_neurons(args: argparse.Namespace) -> None:
-    from clipaudit.probes.cli import config_from_args
+def _validate(name: str, sub_args: argparse.Namespace) -> None:
+    """The model-free checks of audit ``name``: its CLI module's ``config_from_args``."""
+    import importlib
 
-    config_from_args(args).validate()
+    from clipaudit.audits import AUDITS
 
-
-def _validate_typographic(args: argparse.Namespace) -> None:
-    from clipaudit.attacks.typographic_audit import check_target
-
-    check_target(args.target)
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1 toy images, got {args.n}")
-
-
-def _validate_adversarial(args: argparse.Namespace) -> None:
-    from clipaudit.attacks.adversarial_cli import config_from_args
-
-    config_from_args(args)
-
-
-# the model-free checks each subcommand runs before it loads anything (see each module's _cmd)
-VALIDATORS = {"neurons": _validate_neurons, "typographic": _validate_typographic,
-              "adversarial": _validate_adversarial}
+    module_name = AUDITS.cli_module(name)
+    build = getattr(importlib.import_module(module_name), "config_from_args", None) if module_name else None
+    if build is not None:
+        config = build(sub_args)
+        if hasattr(config, "validate"):
+            config.validate()
 
 
 def plan_commands(args: argparse.Namespace, out: str, skip: set[str], parser: argparse.ArgumentParser
@@ -86,7 +65,7 @@ def plan_commands(args: argparse.Namespace, out: str, skip: set[str], parser: ar
         except SystemExit:
             raise ClipauditError(f"the {name} audit's flags do not parse: clipaudit {shlex.join(full)}") from None
         try:
-            VALIDATORS.get(name, lambda a: None)(sub_args)
+            _validate(name, sub_args)
         except (ClipauditError, ValueError) as err:
             raise ClipauditError(f"the {name} audit would fail: {err}; nothing was run") from None
         planned[name] = (full, sub_args)
@@ -98,10 +77,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from clipaudit.report import write_report
     from clipaudit.runs import RunFolder, default_run_dir, existing_run_policy, expand_out, open_run
 
+    from clipaudit.audits import AUDITS
+
     skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
     unknown = skip - set(AUDITS)
     if unknown:
         raise ValueError(f"--skip {sorted(unknown)[0]!r} is not an audit; valid: {', '.join(AUDITS)}")
+    if not set(audit_plan(args)) - skip:
+        raise ValueError(f"--skip leaves no audit to run; the audits run here: {', '.join(audit_plan(args))}")
     out = str(expand_out(args.out) if args.out else default_run_dir("audit"))
     planned = plan_commands(args, out, skip, build_parser())  # bad flags fail before the model loads
     model = model_from_args(args)
@@ -144,27 +127,24 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-HEADLINES = (("neurons", "n_multimodal", "multimodal neurons"),
-             ("typographic", "attack_success_rate", "typographic attack success"),
-             ("adversarial", "clean_accuracy", "clean zero-shot accuracy"),
-             ("adversarial", "robust_accuracy", "robust accuracy (PGD)"),
-             ("bias", "harmful_rate_ratio", "harmful-label rate ratio"),
-             ("bias", "weat_d", "WEAT effect size d"))
-
-
 def format_summary(summary: dict) -> str:
     """The short table printed at the end of ``clipaudit audit``."""
+    from clipaudit.audits import AUDITS
+    from clipaudit.stats import format_ci
+
     lines = [f"{'audit':<12} {'measure':<30} value"]
-    for section, key, label in HEADLINES:
-        value = (summary.get(section) or {}).get(key)
-        if value is None:
-            continue
-        text = f"{value:.3f}" if isinstance(value, float) else str(value)
-        ci = (summary.get(section) or {}).get(key.replace("_rate", "") + "_ci") or \
-            (summary.get(section) or {}).get(f"{key}_ci")
-        if isinstance(ci, list) and len(ci) == 2 and None not in ci:
-            text += f"  [{ci[0]:.3f}, {ci[1]:.3f}]"
-        lines.append(f"{section:<12} {label:<30} {text}")
+    for audit in AUDITS.values():
+        section = summary.get(audit.name) if isinstance(summary.get(audit.name), dict) else {}
+        for h in audit.headlines:
+            value = section.get(h.key)
+            if value is None:
+                continue
+            ci = section.get(h.ci_key) if h.ci_key else None
+            if isinstance(value, float) and isinstance(ci, list) and len(ci) == 2 and None not in ci:
+                text = format_ci(value, ci[0], ci[1])
+            else:
+                text = f"{value:.3f}" if isinstance(value, float) else str(value)
+            lines.append(f"{audit.name:<12} {h.label:<30} {text}")
     return "\n".join(lines)
 
 
@@ -188,13 +168,13 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = add_command(sub, "audit", "Run every audit (neurons, typographic, adversarial, bias) on one model "
-                    "into one run folder, write report.html and print the headline numbers.",
+    p = add_command(sub, "audit", "Run every registered audit (neurons, typographic, adversarial, bias, ...) on "
+                    "one model into one run folder, write report.html and print the headline numbers.",
                     "clipaudit audit --quick", _cmd_audit)
     p.add_argument("--quick", action="store_true", help="small sample sizes (on the toy: 120 s of CPU time, "
                    "half a minute to two minutes of wall time by free cores)")
     p.add_argument("--target", default="pizza", help="typographic target word")
-    p.add_argument("--skip", default="", help=f"comma list of audits to skip ({', '.join(AUDITS)})")
+    p.add_argument("--skip", default="", help="comma list of audits to skip (see `clipaudit --help` for their names)")
     p = add_command(sub, "diff", "Paired differences of every headline metric between two runs of the same "
                     "audit on the same inputs (e.g. two checkpoints), with paired-bootstrap CIs.",
                     "clipaudit diff runs/audit-a runs/audit-b --audit typographic", _cmd_diff, model=False, run=False)

@@ -16,7 +16,8 @@ An :class:`Audit` says everything a consumer needs:
 - ``limitations``: model-card limitation id -> summary keys that measure it, most telling first;
 - ``paired``: per-item metrics ``clipaudit diff`` can pair between two runs;
 - ``cli``: the module whose ``register(subparsers)`` adds its command;
-- ``plan(args)``: its command line inside ``clipaudit audit`` (``args.quick`` picks small sizes).
+- ``plan(args)``: its command line inside ``clipaudit audit`` (``args.quick`` picks small sizes);
+- ``input_flags``/``same_inputs``: what makes two of its runs comparable, for ``diff``.
 
 Entries load lazily (``"name": "module.path"``, the module exposing ``AUDIT``), so importing
 clipaudit stays cheap. :func:`register` adds one at run time (plugins, tests).
@@ -40,6 +41,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "adversarial": ("clipaudit.attacks.adversarial_audit", "clipaudit.attacks.adversarial_cli"),
     "bias": ("clipaudit.bias.audit", "clipaudit.bias.cli"),
     "sae": ("clipaudit.probes.sae_audit", "clipaudit.probes.sae_cli"),
+    "heads": ("clipaudit.probes.heads_audit", "clipaudit.probes.heads_cli"),
     "limitations": ("clipaudit.probes.limitations_audit", "clipaudit.probes.limitations_cli"),
 }
 
@@ -97,6 +99,10 @@ class Audit:
     cli: str | None = None
     plan: Callable[[Any], list[str]] | None = None
     description: str = ""
+    #: the flags that fix the audit's inputs (what to pass alike so two runs pair), for messages
+    input_flags: str = "--images, --n and --seed"
+    #: summary keys two runs must share before their tables are paired (e.g. the neurons' layer)
+    same_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not is_dataclass(self.config):

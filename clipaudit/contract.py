@@ -50,6 +50,8 @@ class TableSpec:
     doc: str = ""
     key: tuple[str, ...] = ()
     extra_columns: bool = True
+    #: a bool column whose True rows are outside every per-item metric (diff drops them in both runs)
+    exclude: str | None = None
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,7 @@ TYPOGRAPHIC = AuditContract(
             "id:str true_class:str pred_clean:str pred_attacked:str p_true_clean:number p_true_attacked:number "
             "p_target_clean:number p_target_attacked:number success:bool flipped:bool excluded:bool"),
             "one row per image (+ the render parameters); excluded = the image's true class is the target",
-            key=("id",)),
+            key=("id",), exclude="excluded"),
         TableSpec("typographic_by_class", _c(f"class:str {_RATE_CI} attack_success_rate:float flip_rate:float"),
                   "success per true class with its 95% interval"),
         TableSpec("typographic_sweep", _c(f"{_RATE_CI} attack_success_rate:float"),

@@ -6,7 +6,10 @@ CIs would count twice. So the pairing is checked first: runs whose per-image tab
 different image ids are refused rather than compared on the overlap, because a silent overlap
 would make a change of data look like a change of model.
 
-Which per-item table pairs each audit (see docs/run-folders.md):
+What pairs comes from the audit registry (``clipaudit.AUDITS``): each audit's ``paired`` metrics
+name a per-item table, whose key columns and excluded-row column the run-folder contract
+declares (docs/run-folders.md), and ``same_inputs`` the summary keys two runs must share (the
+neurons' layer and probe count). A new audit is compared without this module changing. Today:
 
 - typographic: ``typographic_images`` keyed by ``id`` (excluded rows dropped in both runs);
 - adversarial: ``adversarial_images`` keyed by ``id`` (and ``eps`` when a run holds several);
@@ -18,9 +21,7 @@ Used by the dashboard's Compare page and by ``clipaudit diff RUN_A RUN_B``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -29,69 +30,26 @@ from clipaudit.errors import ClipauditError
 from clipaudit.runs import RunView, open_run
 from clipaudit.stats import bootstrap_ci, ci_from_draws, grouped_rates_bootstrap
 
-__all__ = ["DIFF_COLUMNS", "PairedMetric", "PAIRED_METRICS", "IncomparableError", "diff_runs",
-           "comparable_audits", "left_out"]
+__all__ = ["DIFF_COLUMNS", "IncomparableError", "diff_runs", "comparable_audits", "left_out"]
 
 
 class IncomparableError(ClipauditError):
     """Two runs' results of one audit are not on the same inputs, so they cannot be paired."""
 
 
-# the flags that fix each audit's inputs: what to pass alike to make two runs comparable
-INPUT_FLAGS = {"neurons": "--layer, --images, --n-images and --seed",
-               "typographic": "--images, --n and --seed", "adversarial": "--images, --n and --seed",
-               "bias": "--dataset, --n and --seed"}
-
 DIFF_COLUMNS = ["audit", "metric", "a", "b", "difference", "ci_low", "ci_high", "n_pairs", "paired"]
 
 
-@dataclass(frozen=True)
-class PairedMetric:
-    """One headline rate or mean, computed per item so that two runs can be paired.
+def _metrics(audit: str) -> list:
+    from clipaudit.audits import AUDITS
 
-    ``value(df)`` returns one float per row (NaN rows are dropped from both runs).
-    """
-
-    audit: str
-    table: str
-    name: str
-    value: Callable[[pd.DataFrame], pd.Series]
+    return list(AUDITS[audit].paired)
 
 
-def _col(name: str) -> Callable[[pd.DataFrame], pd.Series]:
-    return lambda df: pd.to_numeric(df[name], errors="coerce").astype(float)
+def _spec(audit: str, table: str):
+    from clipaudit.audits import AUDITS
 
-
-def _eq(a: str, b: str) -> Callable[[pd.DataFrame], pd.Series]:
-    return lambda df: (df[a].astype(str) == df[b].astype(str)).astype(float)
-
-
-def _minus(a: str, b: str) -> Callable[[pd.DataFrame], pd.Series]:
-    return lambda df: pd.to_numeric(df[a], errors="coerce") - pd.to_numeric(df[b], errors="coerce")
-
-
-PAIRED_METRICS: tuple[PairedMetric, ...] = (
-    PairedMetric("typographic", "typographic_images", "clean_accuracy", _eq("pred_clean", "true_class")),
-    PairedMetric("typographic", "typographic_images", "attack_success_rate", _col("success")),
-    PairedMetric("typographic", "typographic_images", "flip_rate", _col("flipped")),
-    PairedMetric("typographic", "typographic_images", "true_prob_drop", _minus("p_true_clean", "p_true_attacked")),
-    PairedMetric("typographic", "typographic_images", "target_prob_rise",
-                 _minus("p_target_attacked", "p_target_clean")),
-    PairedMetric("adversarial", "adversarial_images", "clean_accuracy", _col("correct_clean")),
-    PairedMetric("adversarial", "adversarial_images", "robust_accuracy", _col("correct_adv")),
-    PairedMetric("adversarial", "adversarial_images", "attack_success_rate", _col("success")),
-    PairedMetric("neurons", "neurons", "multimodal_share", _col("is_multimodal")),
-    PairedMetric("neurons", "neurons", "mean_label_score", _col("label_score")),
-    PairedMetric("neurons", "neurons", "mean_multimodal_score", _col("multimodal_score")),
-    PairedMetric("bias", "bias_predictions", "harmful_rate", _col("harmful")),
-    PairedMetric("bias", "bias_predictions", "harmful_rate_extended", _col("harmful_extended")),
-)
-
-_KEYS = {"typographic_images": ["id"], "adversarial_images": ["id", "eps"], "neurons": ["neuron"],
-         "bias_predictions": ["id"]}
-# tables whose ``excluded`` rows are out of every metric (typographic: images of the target class);
-# adversarial ``excluded`` rows only lack a success value (NaN), and still count for accuracy
-_DROP_EXCLUDED = {"typographic_images"}
+    return AUDITS[audit].contract.table(table)
 
 
 def _as_view(run: RunView | str | Path) -> RunView:
@@ -99,11 +57,12 @@ def _as_view(run: RunView | str | Path) -> RunView:
 
 
 def comparable_audits(run_a: RunView, run_b: RunView) -> list[str]:
-    """Audits both runs hold a pairable table for, in a fixed order."""
-    order = ["neurons", "typographic", "adversarial", "bias"]
+    """Audits both runs hold a pairable table for, in registry order."""
+    from clipaudit.audits import AUDITS
+
     out = []
-    for audit in order:
-        tables = {m.table for m in PAIRED_METRICS if m.audit == audit}
+    for audit in AUDITS:
+        tables = {m.table for m in _metrics(audit)}
         if audit == "bias":
             tables.add("bias_denigration")
         if any(run_a.has_table(t) and run_b.has_table(t) for t in tables):
@@ -111,14 +70,17 @@ def comparable_audits(run_a: RunView, run_b: RunView) -> list[str]:
     return out
 
 
-def _keyed(run: RunView, table: str) -> pd.DataFrame:
+def _keyed(run: RunView, audit: str, table: str) -> pd.DataFrame:
     df = run.table(table)
-    keys = [k for k in _KEYS[table] if k in df.columns]
-    if _KEYS[table][0] not in df.columns:
-        raise ClipauditError(f"run {run.name}: table {table!r} has no {_KEYS[table][0]!r} column; "
+    spec = _spec(audit, table)
+    if not spec.key:
+        raise ClipauditError(f"{audit} table {table!r} declares no key columns; its rows cannot be paired")
+    keys = [k for k in spec.key if k in df.columns]
+    if spec.key[0] not in df.columns:
+        raise ClipauditError(f"run {run.name}: table {table!r} has no {spec.key[0]!r} column; "
                              "it does not follow docs/run-folders.md")
-    if table in _DROP_EXCLUDED and "excluded" in df.columns:
-        df = df[~df["excluded"].fillna(False).astype(bool)]
+    if spec.exclude and spec.exclude in df.columns:
+        df = df[~df[spec.exclude].fillna(False).astype(bool)]
     if len(keys) > 1 and df[keys[1]].nunique() <= 1:
         keys = keys[:1]
     df = df.copy()
@@ -131,32 +93,29 @@ def _keyed(run: RunView, table: str) -> pd.DataFrame:
 
 def _check_same_inputs(run_a: RunView, run_b: RunView, table: str, a: pd.DataFrame, b: pd.DataFrame,
                        audit: str) -> None:
-    if table == "neurons":
-        la, lb = run_a.summary.get("neurons", {}).get("layer"), run_b.summary.get("neurons", {}).get("layer")
-        na = run_a.summary.get("neurons", {}).get("n_images")
-        nb = run_b.summary.get("neurons", {}).get("n_images")
-        if la != lb or na != nb or set(a.index) != set(b.index):
-            raise IncomparableError(
-                f"runs {run_a.name} and {run_b.name} scanned different neurons or inputs (layer {la} vs {lb}, "
-                f"{len(a)} vs {len(b)} neurons, {na} vs {nb} probe images); rerun both with the same "
-                f"{INPUT_FLAGS['neurons']}")
+    from clipaudit.audits import AUDITS
+
+    entry = AUDITS[audit]
+    sa, sb = run_a.summary.get(audit) or {}, run_b.summary.get(audit) or {}
+    differ = [f"{k} {sa.get(k)} vs {sb.get(k)}" for k in entry.same_inputs if sa.get(k) != sb.get(k)]
     ka, kb = set(a.index), set(b.index)
-    if ka != kb:
+    if differ or ka != kb:
         shared = len(ka & kb)
+        noun = {"id": "images"}.get(_spec(audit, table).key[0], _spec(audit, table).key[0] + "s")
+        what = ", ".join(differ + [f"{table}: {len(ka)} vs {len(kb)} {noun}, {shared} shared"])
         raise IncomparableError(
-            f"runs {run_a.name} and {run_b.name} are not on the same inputs ({table}: {len(ka)} vs {len(kb)} "
-            f"images, {shared} shared); a paired diff needs identical inputs: rerun both with the same "
-            f"{INPUT_FLAGS.get(audit, '--n and --seed')}")
+            f"runs {run_a.name} and {run_b.name} are not on the same inputs ({audit}: {what}); a paired diff "
+            f"needs identical inputs: rerun both with the same {entry.input_flags}")
 
 
 def _paired_rows(run_a: RunView, run_b: RunView, audit: str, n_resamples: int, alpha: float,
                  seed: int) -> list[dict]:
     rows = []
-    metrics = [m for m in PAIRED_METRICS if m.audit == audit]
+    metrics = _metrics(audit)
     for table in dict.fromkeys(m.table for m in metrics):
         if not (run_a.has_table(table) and run_b.has_table(table)):
             continue
-        a, b = _keyed(run_a, table), _keyed(run_b, table)
+        a, b = _keyed(run_a, audit, table), _keyed(run_b, audit, table)
         _check_same_inputs(run_a, run_b, table, a, b, audit)
         b = b.loc[a.index]
         for m in metrics:
@@ -191,7 +150,7 @@ def _group_rows(run_a: RunView, run_b: RunView, n_resamples: int, alpha: float, 
     if set(a.index) != set(b.index) or not (a["n"].sort_index() == b.loc[a.index, "n"].sort_index()).all():
         raise IncomparableError(
             f"runs {run_a.name} and {run_b.name} are not on the same inputs (their bias groups or group "
-            f"sizes differ); rerun both with the same {INPUT_FLAGS['bias']}")
+            "sizes differ); rerun both with the same --dataset, --n and --seed")
     b = b.loc[a.index]
     da = grouped_rates_bootstrap(a["n_harmful"].to_numpy(), a["n"].to_numpy(), n_resamples, seed=seed)
     db = grouped_rates_bootstrap(b["n_harmful"].to_numpy(), b["n"].to_numpy(), n_resamples, seed=seed + 1)
@@ -212,8 +171,7 @@ def diff_runs(run_a: RunView | str | Path, run_b: RunView | str | Path, audit: s
 
     Args:
         run_a, run_b: run folders (paths or :class:`~clipaudit.runs.RunView`); ``a`` is the baseline.
-        audit: one audit to compare (``neurons``, ``typographic``, ``adversarial``, ``bias``);
-            default every audit both runs hold.
+        audit: one registered audit to compare; default every audit both runs hold.
         n_resamples, alpha, seed: the percentile bootstrap of the per-item differences.
 
     Returns:
@@ -233,8 +191,9 @@ def diff_runs(run_a: RunView | str | Path, run_b: RunView | str | Path, audit: s
     ra, rb = _as_view(run_a), _as_view(run_b)
     common = comparable_audits(ra, rb)
     if audit is not None:
-        if audit not in ("neurons", "typographic", "adversarial", "bias"):
-            raise ClipauditError(f"unknown audit {audit!r}; valid: neurons, typographic, adversarial, bias")
+        from clipaudit.audits import AUDITS
+
+        AUDITS[audit]  # unknown names: one line naming the registered audits
         if audit not in common:
             raise ClipauditError(f"runs {ra.name} and {rb.name} do not both hold {audit} results; "
                                  f"comparable: {', '.join(common) or 'none'}")

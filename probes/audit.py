@@ -340,6 +340,7 @@ AUDIT = Audit(
     plan=plan, description="neuron scan, SoftWPMI labels, multimodality, feature vis, attribution",
     headlines=(Headline("n_multimodal", "multimodal neurons"),),
     limitations={"L-typographic": ("n_multimodal",)},
+    input_flags="--layer, --images, --n-images and --seed", same_inputs=("layer", "n_images"),
     paired=(PairedMetric(SECTION, "neurons", "multimodal_share", column("is_multimodal")),
             PairedMetric(SECTION, "neurons", "mean_label_score", column("label_score")),
             PairedMetric(SECTION, "neurons", "mean_multimodal_score", column("multimodal_score"))),

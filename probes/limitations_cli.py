@@ -39,8 +39,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
 
 
-def config_from_args(args: argparse.Namespace, toy: bool):
+def config_from_args(args: argparse.Namespace, toy: bool | None = None):
     """The config the flags describe (bad values refused before any model loads)."""
+    if toy is None:
+        toy = str(args.images) == "toy"
     from clipaudit.cli import parse_list
     from clipaudit.probes.limitations_audit import LimitationsConfig
     from clipaudit.zeroshot import read_templates, read_word_list
