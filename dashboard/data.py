@@ -207,22 +207,38 @@ def model_facts(view: RunView) -> dict:
             "arch": model.get("arch", "")}
 
 
-HEADLINES = {
-    "neurons": [("n_neurons", "neurons", fmt_num), ("n_multimodal", "multimodal", fmt_num)],
-    "typographic": [("attack_success_rate", "typographic success", fmt_rate), ("flip_rate", "flip rate", fmt_rate)],
-    "adversarial": [("robust_accuracy", "robust accuracy", fmt_rate), ("clean_accuracy", "clean accuracy", fmt_rate)],
-    "bias": [("harmful_rate_ratio", "harmful-rate ratio", fmt_num), ("max_harmful_rate", "max harmful rate", fmt_rate)],
-}
+def _fmt_headline(key: str, value: Any, ci: Any) -> str:
+    is_rate = key.endswith(("_rate", "accuracy")) and isinstance(value, (int, float)) and 0 <= value <= 1
+    text = fmt_rate(value) if is_rate else fmt_num(value)
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
+        lo, hi = (fmt_rate(c) for c in ci) if is_rate else (fmt_num(c) for c in ci)
+        text += f" [{lo}, {hi}]"
+    return text
+
+
+def headline_rows(view: RunView) -> list[dict[str, Any]]:
+    """Each registered audit's headline figures present in a run (``clipaudit.AUDITS`` order).
+
+    Returns:
+        dicts with ``audit``, ``key``, ``measure`` (the label), ``value`` and ``text`` (formatted,
+        with its 95% interval when the audit declares one).
+    """
+    from clipaudit.audits import AUDITS
+
+    rows = []
+    for audit in AUDITS.values():
+        values = view.summary.get(audit.name)
+        if not isinstance(values, dict):
+            continue
+        for h in audit.headlines:
+            if values.get(h.key) is None:
+                continue
+            ci = values.get(h.ci_key) if h.ci_key else None
+            rows.append({"audit": audit.name, "key": h.key, "measure": h.label, "value": values[h.key],
+                         "text": _fmt_headline(h.key, values[h.key], ci)})
+    return rows
 
 
 def headline(view: RunView) -> list[tuple[str, str]]:
     """(label, formatted value) pairs for the overview row of a run."""
-    out = []
-    for section, items in HEADLINES.items():
-        values = view.summary.get(section)
-        if not isinstance(values, dict):
-            continue
-        for key, label, f in items:
-            if key in values:
-                out.append((label, f(values[key])))
-    return out
+    return [(row["measure"], row["text"]) for row in headline_rows(view)]

@@ -58,5 +58,6 @@ def test_headline_reads_each_section(runs_root):
     store = RunStore(runs_root)
     h = dict(headline(store.get("typographic-ck1")))
     s = store.get("typographic-ck1").summary["typographic"]
-    assert h["typographic success"] == fmt_rate(s["attack_success_rate"])
+    lo, hi = s["attack_success_ci"]
+    assert h["typographic attack success"] == f"{fmt_rate(s['attack_success_rate'])} [{fmt_rate(lo)}, {fmt_rate(hi)}]"
     assert headline(store.get("halfwritten")) == []
