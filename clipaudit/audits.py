@@ -40,6 +40,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "typographic": ("clipaudit.attacks.typographic_audit", "clipaudit.attacks.typographic_cli"),
     "adversarial": ("clipaudit.attacks.adversarial_audit", "clipaudit.attacks.adversarial_cli"),
     "bias": ("clipaudit.bias.audit", "clipaudit.bias.cli"),
+    "heads": ("clipaudit.probes.heads_audit", "clipaudit.probes.heads_cli"),
     "sae": ("clipaudit.probes.sae_audit", "clipaudit.probes.sae_cli"),
     "heads": ("clipaudit.probes.heads_audit", "clipaudit.probes.heads_cli"),
     "limitations": ("clipaudit.probes.limitations_audit", "clipaudit.probes.limitations_cli"),

@@ -1,0 +1,63 @@
+"""The heads audit end to end: registry, contract, CLI, bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clipaudit.audits import AUDITS
+from clipaudit.cli import main
+from clipaudit.contract import check_folder, render_markdown
+from clipaudit.data import toy_source
+from clipaudit.errors import ClipauditError
+from clipaudit.probes.heads_audit import HeadsConfig
+from clipaudit.runner import run_audit
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_vit, tmp_path_factory):
+    out = tmp_path_factory.mktemp("heads") / "run"
+    src = toy_source(24, seed=7, kind="object", text=False)
+    cfg = HeadsConfig(defend="typographic", random_sets=3, batch_size=32)
+    result, run = run_audit("heads", tiny_vit, src, cfg, out=out, seed=0)
+    return result, run
+
+
+def test_registered_with_its_contract_and_documented():
+    audit = AUDITS["heads"]
+    assert audit.plan is None and audit.cli == "clipaudit.probes.heads_cli"
+    assert "## heads" in render_markdown([audit.contract])
+
+
+def test_run_folder_meets_the_contract_with_the_issue_summary_keys(tiny_run):
+    result, run = tiny_run
+    assert check_folder(run.path, [AUDITS["heads"].contract]) == []
+    s = result.summary
+    for key in ("decomposition_max_rel_error", "attack_success_rate", "defended_attack_success_rate",
+                "attacked_accuracy", "defended_attacked_accuracy", "clean_accuracy", "defended_clean_accuracy",
+                "heads_ablated"):
+        assert key in s, key
+    assert s["decomposition_max_rel_error"] <= 1e-4
+    assert s["n_layers"] == 4 and s["n_heads"] == 4
+    assert len(result.tables["heads_ablation"]) == 16
+    if s["heads_ablated"]:
+        mask = json.loads((run.path / s["mask_file"]).read_text())
+        assert [f"{l}.{h}" for l, h in mask["heads"]] == s["heads_ablated"]
+
+
+def test_resnet_runs_without_a_defence(tiny_rn):
+    src = toy_source(12, seed=3, kind="object", text=False)
+    result, _ = run_audit("heads", tiny_rn, src, HeadsConfig(batch_size=16), write=False)
+    assert result.summary["n_layers"] == 1 and result.summary["heads_ablated"] == []
+    assert result.summary["decomposition_max_rel_error"] <= 1e-4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "1.5"], "--budget must be a clean-accuracy drop in [0, 1], got 1.5"),
+    (["--budget", "-0.1"], "--budget must be a clean-accuracy drop in [0, 1]"),
+    (["--n", "0"], "--n must be >= 1"),
+])
+def test_bad_flags_fail_in_one_line_before_any_model_work(argv, message, capsys, tmp_path):
+    code = main(["heads", "--model", "toy-vit", "--out", str(tmp_path / "r"), *argv])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and "Traceback" not in err
