@@ -40,7 +40,6 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "typographic": ("clipaudit.attacks.typographic_audit", "clipaudit.attacks.typographic_cli"),
     "adversarial": ("clipaudit.attacks.adversarial_audit", "clipaudit.attacks.adversarial_cli"),
     "bias": ("clipaudit.bias.audit", "clipaudit.bias.cli"),
-    "heads": ("clipaudit.probes.heads_audit", "clipaudit.probes.heads_cli"),
     "sae": ("clipaudit.probes.sae_audit", "clipaudit.probes.sae_cli"),
     "heads": ("clipaudit.probes.heads_audit", "clipaudit.probes.heads_cli"),
     "limitations": ("clipaudit.probes.limitations_audit", "clipaudit.probes.limitations_cli"),
@@ -104,6 +103,8 @@ class Audit:
     input_flags: str = "--images, --n and --seed"
     #: summary keys two runs must share before their tables are paired (e.g. the neurons' layer)
     same_inputs: tuple[str, ...] = ()
+    #: its dashboard page module (None: the generic page shows its contract's tables and summary)
+    page: str | None = None
 
     def __post_init__(self) -> None:
         if not is_dataclass(self.config):
