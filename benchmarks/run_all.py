@@ -99,8 +99,10 @@ def main() -> None:
     for name in benchmarks([s.strip() for s in args.only.split(",")] if args.only else None):
         t = time.perf_counter()
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows += run_one(name, args.quick, device, args.threads)
+        done = run_one(name, args.quick, device, args.threads)
+        rows += done
         timings.append(f"{name} {time.perf_counter() - t:.0f} s")
+        print("\n".join(r.line() for r in done) + f"\n({timings[-1]})", file=sys.stderr, flush=True)
     print(f"benchmarks on {device}{' (quick)' if args.quick else ''}, torch threads {torch.get_num_threads()}")
     print(table(rows).replace("     nan  ", "          "))
     print("wall time: " + ", ".join(timings))
