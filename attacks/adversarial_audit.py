@@ -558,7 +558,7 @@ def plan(args) -> list[str]:
 
 AUDIT = Audit(
     name=SECTION, config=AdversarialConfig, run=run, contract=contract.ADVERSARIAL,
-    cli="clipaudit.attacks.adversarial_cli", plan=plan,
+    page="clipaudit.dashboard.page_adversarial", cli="clipaudit.attacks.adversarial_cli", plan=plan,
     description="FGSM / PGD / APGD against the zero-shot head or an embedding; robust accuracy vs eps",
     headlines=(Headline("clean_accuracy", "clean zero-shot accuracy"),
                Headline("robust_accuracy", "robust accuracy (PGD)", "robust_accuracy_ci")),

@@ -656,7 +656,7 @@ def plan(args) -> list[str]:
 
 AUDIT = Audit(
     name=SECTION, config=TypographicConfig, run=run, contract=contract.TYPOGRAPHIC,
-    cli="clipaudit.attacks.typographic_cli", plan=plan,
+    page="clipaudit.dashboard.page_typographic", cli="clipaudit.attacks.typographic_cli", plan=plan,
     description="write a target word on every image; success and flip rates, sweeps, word search",
     headlines=(Headline("attack_success_rate", "typographic attack success", "attack_success_ci"),),
     limitations={"L-typographic": ("attack_success_rate", "flip_rate"), "L-english": ("non_latin_checked",)},

@@ -301,7 +301,7 @@ def plan(args) -> list[str]:
 
 
 AUDIT = Audit(
-    name="bias", config=BiasConfig, run=run, contract=contract.BIAS, cli="clipaudit.bias.cli", plan=plan,
+    name="bias", config=BiasConfig, run=run, contract=contract.BIAS, page="clipaudit.dashboard.page_bias", cli="clipaudit.bias.cli", plan=plan,
     description="harmful labels per group, label-set sensitivity, retrieval skew, WEAT",
     headlines=(Headline("harmful_rate_ratio", "harmful-label rate ratio", "harmful_rate_ratio_ci"),
                Headline("weat_d", "WEAT effect size d")),

@@ -88,7 +88,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     out = str(expand_out(args.out) if args.out else default_run_dir("audit"))
     planned = plan_commands(args, out, skip, build_parser())  # bad flags fail before the model loads
     model = model_from_args(args)
-    run = RunFolder.create("audit", out, model=model, seed=args.seed, config={"quick": args.quick, "skip": sorted(skip)})
+    run = RunFolder.create("audit", out, model=model, seed=args.seed,
+                           extra={"audit_options": {"quick": args.quick, "skip": sorted(skip), "target": args.target}})
     done = {name for name, d in (open_run(out).manifest.get("audits_detail") or {}).items()
             if isinstance(d, dict) and d.get("status") == "complete" and name != "audit"}
     timings: dict[str, float] = {}

@@ -486,7 +486,7 @@ class RunFolder:
         manifest["audits"] = audits + [c for c in details if c not in audits and c != "audit"]
         manifest["audits_detail"] = details
         configs = manifest.get("configs") if isinstance(manifest.get("configs"), dict) else {}
-        manifest["configs"] = {**configs, command: config or {}}
+        manifest["configs"] = {**configs, **({command: config} if config is not None else {})}
         manifest["status"] = aggregate_status(details)
         manifest["finished"] = None
         self.write_json(MANIFEST, manifest)

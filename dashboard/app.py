@@ -14,14 +14,23 @@ from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, dcc, html, no_update
 
-from . import ids, page_adversarial, page_bias, page_compare, page_neurons, page_overview, page_typographic
+from . import ids, page_compare, page_overview
 from .components import message
 from .data import RunStore, model_facts
 from .files import add_file_route
 
-__all__ = ["PAGES", "create_app", "render_page"]
+__all__ = ["create_app", "pages", "render_page"]
 
-PAGES = (page_overview, page_neurons, page_typographic, page_adversarial, page_bias, page_compare)
+
+def pages() -> tuple:
+    """Overview, one page per registered audit (``clipaudit.AUDITS``; its own or the generic one), Compare."""
+    from clipaudit.audits import AUDITS
+
+    from .page_generic import page_for
+
+    return (page_overview, *[page_for(name) for name in AUDITS], page_compare)
+
+
 ASSETS = Path(__file__).parent / "assets"
 
 
@@ -45,9 +54,9 @@ def _default_runs(store: RunStore) -> tuple[str | None, str | None]:
 def render_page(store: RunStore, pathname: str | None, run_a: str | None, run_b: str | None):
     """The page for ``pathname`` with runs A and B; a readable message instead of a traceback."""
     norm = (pathname or "/").rstrip("/") or "/"
-    page = next((p for p in PAGES if p.PATH == norm), None)
+    page = next((p for p in pages() if p.PATH == norm), None)
     if page is None:
-        return message(f"No page at {pathname}. Pages: " + ", ".join(p.PATH for p in PAGES), "warn")
+        return message(f"No page at {pathname}. Pages: " + ", ".join(p.PATH for p in pages()), "warn")
     a, b = store.get(run_a), store.get(run_b)
     try:
         return page.layout(store, a, b)
@@ -73,7 +82,7 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
             html.Header([
                 html.H1("clipaudit"),
                 html.Nav([dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.TITLE.lower()}")
-                          for p in PAGES]),
+                          for p in pages()]),
                 html.Div([html.Label("run A"),
                           dcc.Dropdown(id=ids.RUN_A, options=opts, value=a, clearable=False, persistence=True,
                                        persistence_type="session", className="run-select"),
@@ -102,7 +111,7 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
         b = query.get("b", [None])[0]
         return (a if a in names else no_update), (b if b in names else no_update)
 
-    for page in PAGES:
+    for page in pages():
         if hasattr(page, "register_callbacks"):
             page.register_callbacks(app, store)
     app.clipaudit_store = store  # for tests and the benchmark

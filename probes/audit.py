@@ -336,7 +336,7 @@ def plan(args) -> list[str]:
 
 
 AUDIT = Audit(
-    name=SECTION, config=NeuronsConfig, run=run, contract=contract.NEURONS, cli="clipaudit.probes.cli",
+    name=SECTION, config=NeuronsConfig, run=run, contract=contract.NEURONS, page="clipaudit.dashboard.page_neurons", cli="clipaudit.probes.cli",
     plan=plan, description="neuron scan, SoftWPMI labels, multimodality, feature vis, attribution",
     headlines=(Headline("n_multimodal", "multimodal neurons"),),
     limitations={"L-typographic": ("n_multimodal",)},

@@ -185,13 +185,21 @@ def test_a_fifth_audit_reaches_cli_diff_model_card_and_dashboard(plugin, tmp_pat
     rows = headline_rows(open_run(runs[0]))
     assert any(r["audit"] == "brightness" and r["measure"] == "plugin zero-shot accuracy" for r in rows)
 
+    from clipaudit.dashboard.app import pages, render_page
+    from clipaudit.dashboard.data import RunStore
+
+    assert "/brightness" in [p.PATH for p in pages()]
+    page = str(render_page(RunStore(tmp_path), "/brightness", "run0", None))
+    assert "plugin zero-shot accuracy" in page and "brightness_images" in page and "Could not show" not in page
+
 
 def test_a_fifth_audit_runs_inside_clipaudit_audit(plugin, tmp_path):
     from clipaudit.cli import main
 
     out = tmp_path / "all"
-    assert main(["audit", "--quick", "--model", "toy-rn", "--pretrained", "none", "--skip",
-                 "neurons,typographic,adversarial,bias", "--out", str(out)]) == 0
+    others = [name for name in AUDITS if AUDITS[name].plan is not None and name != "brightness"]
+    assert main(["audit", "--quick", "--model", "toy-rn", "--pretrained", "none", "--skip", ",".join(others),
+                 "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["configs"]) == ["brightness"]
     assert check_folder(out, [plugin.contract]) == []

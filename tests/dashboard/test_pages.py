@@ -9,7 +9,7 @@ import pytest
 from dash import html
 
 from clipaudit.dashboard import ids
-from clipaudit.dashboard.app import PAGES, create_app, render_page
+from clipaudit.dashboard.app import create_app, pages, render_page
 from clipaudit.dashboard.components import fmt_value, modelcard_panel
 from clipaudit.dashboard.data import RunStore, fmt_rate
 from clipaudit.dashboard.page_neurons import PAGE_SIZE, filtered, grid
@@ -97,7 +97,7 @@ def test_compare_page_shows_diff_or_refusal(store):
 
 
 def test_every_page_renders_for_every_run(store):
-    for page in PAGES:
+    for page in pages():
         for name in store.names():
             out = text(render_page(store, page.PATH, name, "typographic-ck2"))
             assert "Could not show" not in out, (page.PATH, name, out[:300])
