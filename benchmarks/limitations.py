@@ -96,8 +96,8 @@ def main() -> None:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     rows = [extraction_ratio(name, 254 if args.quick else 1022) for name in ("toy-rn", "toy-vit")]
     rows += probe_fit_rows(2000 if args.quick else 10_000)
-    rows.append(quick_end_to_end())
-    print(table(rows))
+    print(table(rows), flush=True)
+    print(quick_end_to_end().line())
 
 
 if __name__ == "__main__":
