@@ -153,27 +153,31 @@ def _scale_of(mod: torch.nn.Module, dim: int, device, dtype) -> torch.Tensor:
     return gamma.detach().to(device, dtype) if gamma is not None else torch.ones(dim, device=device, dtype=dtype)
 
 
-def head_values(attn: torch.nn.MultiheadAttention, x: torch.Tensor, query: slice | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def head_values(attn: torch.nn.MultiheadAttention, x: torch.Tensor, query: slice | None = None,
+                heads: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention weights and per-head values of an ``nn.MultiheadAttention`` from its input.
 
     Args:
         attn: the module (self-attention, packed ``in_proj_weight``).
         x: (B, T, C) its input (the block's ``ln_1`` output), batch first.
         query: the query tokens to keep (None: all).
+        heads: the heads to compute (None: all); only their rows of ``in_proj`` are used.
 
     Returns:
-        (weights (B, H, Tq, T), values (B, H, T, dh)), in ``x``'s dtype.
+        (weights (B, H', Tq, T), values (B, H', T, dh)) for the H' heads asked, in ``x``'s dtype.
     """
     b, t, c = x.shape
-    h = attn.num_heads
-    dh = c // h
-    w = attn.in_proj_weight.detach().to(x.dtype)
-    bias = attn.in_proj_bias.detach().to(x.dtype) if attn.in_proj_bias is not None else torch.zeros(3 * c, dtype=x.dtype, device=x.device)
+    dh = c // attn.num_heads
+    idx = list(range(attn.num_heads)) if heads is None else [int(i) for i in heads]
+    h = len(idx)
+    rows = torch.cat([torch.arange(i * dh, (i + 1) * dh) for i in idx]).to(x.device)
+    w = attn.in_proj_weight.detach().to(x.dtype).view(3, c, c)[:, rows]  # (3, h*dh, C)
+    bias = attn.in_proj_bias.detach().to(x.dtype).view(3, c)[:, rows] if attn.in_proj_bias is not None \
+        else torch.zeros(3, h * dh, dtype=x.dtype, device=x.device)
     xq = x if query is None else x[:, query]
-    q = (xq @ w[:c].T + bias[:c]).view(b, -1, h, dh).transpose(1, 2)
-    k = (x @ w[c:2 * c].T + bias[c:2 * c]).view(b, t, h, dh).transpose(1, 2)
-    v = (x @ w[2 * c:].T + bias[2 * c:]).view(b, t, h, dh).transpose(1, 2)
+    q = (xq @ w[0].T + bias[0]).view(b, -1, h, dh).transpose(1, 2)
+    k = (x @ w[1].T + bias[1]).view(b, t, h, dh).transpose(1, 2)
+    v = (x @ w[2].T + bias[2]).view(b, t, h, dh).transpose(1, 2)
     weights = torch.softmax((q @ k.transpose(-1, -2)) / dh ** 0.5, dim=-1)
     return weights, v
 

@@ -145,24 +145,32 @@ def write_mask(mask: HeadMask) -> str:
 
 # ------------------------------------------------------------------------- head outputs
 
-def _pool_z(pool, fmap: torch.Tensor) -> torch.Tensor:
-    """(B, H, dh) per-head output of a ModifiedResNet attention pool at its query, before c_proj."""
+def _pool_z(pool, fmap: torch.Tensor, heads: Sequence[int] | None = None) -> torch.Tensor:
+    """(B, H', dh) per-head output (all heads, or ``heads``) of a ModifiedResNet attention pool at
+    its query, before c_proj."""
     b, c, hh, ww = fmap.shape
     x = fmap.flatten(2).transpose(1, 2)
     pos = pool.positional_embedding.to(x.dtype)
     seq = torch.cat([x.mean(1, keepdim=True), x], 1) + pos
-    h = int(pool.num_heads)
-    dh = c // h
-    q = (seq[:, :1] @ pool.q_proj.weight.T + pool.q_proj.bias).view(b, 1, h, dh).transpose(1, 2)
-    k = (seq @ pool.k_proj.weight.T + pool.k_proj.bias).view(b, -1, h, dh).transpose(1, 2)
-    v = (seq @ pool.v_proj.weight.T + pool.v_proj.bias).view(b, -1, h, dh).transpose(1, 2)
+    dh = c // int(pool.num_heads)
+    idx = list(range(int(pool.num_heads))) if heads is None else [int(i) for i in heads]
+    h = len(idx)
+    rows = torch.cat([torch.arange(i * dh, (i + 1) * dh) for i in idx]).to(x.device)
+
+    def lin(mod, inp):
+        return inp @ mod.weight[rows].T + mod.bias[rows]
+
+    q = lin(pool.q_proj, seq[:, :1]).view(b, 1, h, dh).transpose(1, 2)
+    k = lin(pool.k_proj, seq).view(b, -1, h, dh).transpose(1, 2)
+    v = lin(pool.v_proj, seq).view(b, -1, h, dh).transpose(1, 2)
     a = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5, dim=-1)
     return (a @ v)[:, :, 0]
 
 
-def _vit_z(blk, x: torch.Tensor) -> torch.Tensor:
-    """(B, H, T, dh) per-head outputs of a block's attention for all query tokens, from ln_1 (B,T,C)."""
-    w, v = head_values(blk.attn, x)
+def _vit_z(blk, x: torch.Tensor, heads: Sequence[int] | None = None) -> torch.Tensor:
+    """(B, H', T, dh) per-head outputs (all heads, or ``heads``) of a block's attention for all
+    query tokens, from its ln_1 output (B, T, C)."""
+    w, v = head_values(blk.attn, x, heads=heads)
     return w @ v
 
 
@@ -217,7 +225,7 @@ def _vit_fn(blk, heads: Sequence[int], mask: HeadMask, layer: int, store: dict, 
 
     def fn(out: torch.Tensor, lay) -> torch.Tensor:
         x = _to_nld(store[ln_path], ln_layout)
-        z = _vit_z(blk, x.to(blk.attn.in_proj_weight.dtype))[:, idx]  # (B, k, T, dh)
+        z = _vit_z(blk, x.to(blk.attn.in_proj_weight.dtype), idx)  # (B, k, T, dh)
         if mask.mode == "mean":
             m = torch.stack([mask.means[(layer, h)] for h in idx]).to(z.device, z.dtype)  # (k, T, dh)
             z = z - m
@@ -237,7 +245,7 @@ def _pool_fn(pool, heads: Sequence[int], mask: HeadMask, store: dict):
     idx = list(heads)
 
     def fn(out: torch.Tensor, _lay) -> torch.Tensor:
-        z = _pool_z(pool, store["visual.layer4"].to(pool.q_proj.weight.dtype))[:, idx]  # (B, k, dh)
+        z = _pool_z(pool, store["visual.layer4"].to(pool.q_proj.weight.dtype), idx)  # (B, k, dh)
         if mask.mode == "mean":
             z = z - torch.stack([mask.means[(0, h)] for h in idx]).to(z.device, z.dtype)
         w_c = pool.c_proj.weight.view(-1, nh, dh)[:, idx]

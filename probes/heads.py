@@ -338,7 +338,9 @@ def defend_typographic(model, head: ZeroShotHead, ts: TypoSet, means_mask: HeadM
     rows = []
     for step, r in enumerate(progress(list(order.itertuples()), total=len(order), desc="defence")):
         cand = chosen + [(int(r.layer), int(r.head))]
-        ev = evaluate(model, head, ts, _mask_for(means_mask, cand), batch_size)
+        ev = evaluate(model, head, ts, _mask_for(means_mask, cand), batch_size, clean=False)
+        if ev.attack_success.rate < best:  # the clean pass only when the head helps
+            ev = evaluate(model, head, ts, _mask_for(means_mask, cand), batch_size)
         keep = ev.attack_success.rate < best and ev.clean_accuracy.rate >= floor
         if keep:
             chosen, best = cand, ev.attack_success.rate
@@ -394,6 +396,60 @@ def random_sets_test(model, head: ZeroShotHead, ts: TypoSet, means_mask: HeadMas
     return float(p), df
 
 
-__all__ = ["Evaluation", "TypoSet", "defend_typographic", "direct_attribution", "evaluate", "head_sweep",
+__all__ = ["Evaluation", "TypoSet", "bias_heads", "defend_typographic", "direct_attribution", "evaluate", "head_sweep",
            "layer_curve", "random_sets_test", "reading_attribution", "reading_scores", "tokens_under",
            "typo_set", "word_alpha"]
+
+
+def _group_gap(values: np.ndarray, flags: np.ndarray, axis: int = 1) -> np.ndarray:
+    f = flags.astype(float)
+    n1 = np.maximum(f.sum(axis), 1)
+    n0 = np.maximum((1 - f).sum(axis), 1)
+    return (values * f).sum(axis) / n1 - (values * (1 - f)).sum(axis) / n0
+
+
+def bias_heads(model, pixels: torch.Tensor, in_group: np.ndarray, labels: Sequence[str], harmful: str,
+               batch_size: int = 64, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Which heads carry the direct effect separating a group's harmful-label logit from the rest's.
+
+    Per image, a head's direct contribution to logit(harmful) minus the mean of the other labels'
+    logits (zero-shot over ``labels``); per head, the gap between the group's mean and the rest's,
+    with a 95% bootstrap CI (images resampled with their group flag) and a two-sided permutation
+    p-value, Holm-adjusted over heads (``clipaudit.stats``). ``flagged``: Holm p < 0.05 and the CI
+    excludes 0. A last row (layer -1) is the sum over all heads.
+
+    Args:
+        in_group: (N,) bool, True for the group under test.
+        labels: the label set (must contain ``harmful``).
+
+    Returns: table layer, head, gap, ci_low, ci_high, p, p_holm, flagged.
+    """
+    from clipaudit.stats import adjust_pvalues, bootstrap_ci, permutation_test
+
+    labels = list(labels)
+    if harmful not in labels:
+        raise ClipauditError(f"harmful label {harmful!r} is not in the label set ({', '.join(labels)})")
+    flags = np.asarray(in_group, dtype=bool)
+    if flags.all() or not flags.any():
+        raise ClipauditError("bias_heads needs images both in and out of the group")
+    head = model.classifier(labels)
+    j = labels.index(harmful)
+    others = [i for i in range(len(labels)) if i != j]
+    parts = []
+    for i in range(0, len(pixels), batch_size):
+        d = decompose(model, pixels[i:i + batch_size])
+        per = project(d.heads + d.head_extra, d, head.weights, model.logit_scale).cpu()  # (B, L, H, C)
+        parts.append((per[..., j] - per[..., others].mean(-1)).numpy())
+    vals = np.concatenate(parts)  # (N, L, H)
+    rows = []
+    series = [((l, h), vals[:, l, h]) for l in range(vals.shape[1]) for h in range(vals.shape[2])]
+    series.append(((-1, -1), vals.sum((1, 2))))
+    for k, ((l, h), v) in enumerate(series):
+        lo, hi = bootstrap_ci([v, flags], _group_gap, n_resamples=n_resamples, seed=seed + k)
+        _, p, _ = permutation_test(v[flags], v[~flags], n_permutations=n_resamples, seed=seed + k)
+        rows.append({"layer": l, "head": h, "gap": float(_group_gap(v[None], flags[None])[0]),
+                     "ci_low": lo, "ci_high": hi, "p": float(p)})
+    df = pd.DataFrame(rows)
+    df["p_holm"] = adjust_pvalues(df, "p", "holm").to_numpy()
+    df["flagged"] = (df["p_holm"] < 0.05) & ((df["ci_low"] > 0) | (df["ci_high"] < 0))
+    return df

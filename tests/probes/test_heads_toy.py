@@ -1,0 +1,114 @@
+"""What the heads audit finds in the shipped toy-vit (planted: the model reads written words).
+
+Goals from the issue that the toy does not reach are strict xfails carrying the measured figures.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clipaudit.attacks.typographic import TextStyle
+from clipaudit.data import toy_source
+from clipaudit.probes.head_ablation import HeadMask, all_heads, head_means
+from clipaudit.probes.heads import (TypoSet, defend_typographic, evaluate, head_sweep, random_sets_test,
+                                    reading_attribution, reading_scores, typo_set)
+from clipaudit.probes.textspan import default_concepts, is_colour_text, is_word_text, text_span
+from clipaudit.stats import spearman
+from clipaudit.toy.world import OBJECT_CLASSES
+
+N = 64  # per split
+
+
+@pytest.fixture(scope="module")
+def world(toy_vit):
+    head = toy_vit.classifier(list(OBJECT_CLASSES))
+
+    def load(seed):
+        b = next(toy_source(N, seed=seed, kind="object", text=False).batches(toy_vit, N))
+        return typo_set(toy_vit, head, b.pixels, b.meta["label"].tolist(), "pizza", TextStyle(position="random"))
+
+    select, report = load(1234), load(99)
+    means = HeadMask(all_heads(toy_vit), "mean", head_means(toy_vit, select.clean))
+    return head, select, report, means
+
+
+@pytest.fixture(scope="module")
+def sweep(toy_vit, world):
+    head, _, report, means = world
+    return head_sweep(toy_vit, head, report, means).merge(reading_attribution(toy_vit, head, report),
+                                                          on=["layer", "head"])
+
+
+@pytest.fixture(scope="module")
+def defence(toy_vit, world):
+    head, select, report, means = world
+    mask, steps = defend_typographic(toy_vit, head, select, means, reading_scores(toy_vit, select), budget=0.01)
+    base_select = evaluate(toy_vit, head, select).clean_accuracy.rate
+    return mask, steps.assign(base_clean=base_select), evaluate(toy_vit, head, report), \
+        evaluate(toy_vit, head, report, mask)
+
+
+def test_reading_heads_look_at_the_drawn_word_and_not_at_the_same_place_without_it(toy_vit, world):
+    _, select, _, _ = world
+    scores = reading_scores(toy_vit, select)
+    best = scores.sort_values("typographic_score", ascending=False).iloc[0]
+    assert best["typographic_score"] >= 0.8
+    assert best["typographic_score"] > 3 * best["word_token_share"]
+    # control: the same tokens on the clean images (nothing written there) draw little attention
+    blank = TypoSet(select.clean, select.clean, select.true_idx, select.word_tokens, select.target, select.target_idx)
+    ctrl = reading_scores(toy_vit, blank).set_index(["layer", "head"]).loc[(best["layer"], best["head"])]
+    assert ctrl["typographic_score"] < 0.5 * best["typographic_score"]
+
+
+def test_the_head_with_the_largest_direct_reading_effect_is_the_one_whose_ablation_hurts_reading_most(sweep):
+    assert sweep["direct_effect"].idxmax() == sweep["reading_effect_drop"].idxmax()
+
+
+@pytest.mark.xfail(strict=True, reason="issue goal Spearman >= 0.8 missed on toy-vit: measured 0.67 here (64 report "
+                                       "images), 0.56 at 128; early heads act indirectly, which direct attribution misses")
+def test_direct_attribution_ranks_heads_like_single_head_ablation(sweep):
+    assert spearman(sweep["direct_effect"], sweep["reading_effect_drop"]) >= 0.8
+
+
+def test_defence_lowers_attack_success_on_held_out_images_within_budget_on_its_own(defence):
+    mask, steps, base, defended = defence
+    assert mask.heads
+    kept = steps[steps["kept"]]
+    assert (kept["clean_accuracy"] >= kept["base_clean"] - 0.01 - 1e-9).all()  # the budget, on the selection images
+    assert (kept["attack_success_rate"].diff().dropna() < 0).all()  # each kept head lowered success
+    assert defended.attack_success.rate < base.attack_success.rate - 0.3
+    assert defended.attacked_accuracy.rate > base.attacked_accuracy.rate + 0.2
+
+
+@pytest.mark.xfail(strict=True, reason="issue goals missed on toy-vit with the renderer's note at random positions "
+                                       "(success 0.96 unablated): held-out success 0.24 (goal <= 0.10), attacked "
+                                       "accuracy 0.39 (goal >= 0.60), clean 0.91 (goal >= 0.95) at 128+128 images; "
+                                       "the one head that stops reading (3.0, success 0.02) costs 0.07 clean accuracy")
+def test_defence_meets_the_issue_goals(defence):
+    _, _, _, defended = defence
+    assert defended.attack_success.rate <= 0.10
+    assert defended.clean_accuracy.rate >= 0.95
+    assert defended.attacked_accuracy.rate >= 0.60
+
+
+def test_random_head_sets_of_the_same_size_do_not_defend(toy_vit, world, defence):
+    head, _, report, means = world
+    mask = defence[0]
+    p, _ = random_sets_test(toy_vit, head, report, means, mask.heads, n_sets=24)
+    assert p < 0.05
+
+
+def test_textspan_labels_the_reading_head_with_words_and_some_head_with_colours(toy_vit, world, sweep):
+    head, select, _, _ = world
+    from clipaudit.probes.decompose import decompose
+
+    concepts = default_concepts(head.classnames)
+    d = decompose(toy_vit, torch.cat([select.clean, select.attacked]))
+    outs = (d.heads + d.head_extra).cpu().numpy()
+    texts = toy_vit.encode_texts(concepts).double().cpu().numpy()
+    reader = sweep.loc[sweep["direct_effect"].idxmax()]
+    top = text_span(outs[:, int(reader["layer"]), int(reader["head"])], texts, concepts, 5)
+    assert any(is_word_text(t) for t in top["text"])
+    first = [text_span(outs[:, l, h], texts, concepts, 1)["text"].iloc[0] for l, h in all_heads(toy_vit)]
+    assert any(is_colour_text(t) for t in first)
