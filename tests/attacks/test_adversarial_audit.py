@@ -84,13 +84,15 @@ def test_unloadable_images_are_listed_not_fatal(tiny_vit, tmp_path):
 
     root = tmp_path / "imgs"
     (root / "apple").mkdir(parents=True)
+    (root / "banana").mkdir()  # two class folders: a one-class head is refused
     Image.new("RGB", (64, 64), (200, 30, 30)).save(root / "apple" / "good.png")
+    Image.new("RGB", (64, 64), (230, 220, 40)).save(root / "banana" / "good.png")
     (root / "apple" / "broken.png").write_bytes(b"\x89PNG not really")
     cfg = AdversarialConfig(eps=4 / 255, steps=2, sanity_n=2, examples=1, classes=None)
     run = RunFolder.create("adversarial", tmp_path / "run", model=tiny_vit)
     with run:
         res = audit(tiny_vit, folder_source(root), cfg, run=run)
-    assert res.summary["n_images"] == 1 and res.summary["n_skipped"] == 1
+    assert res.summary["n_images"] == 2 and res.summary["n_skipped"] == 1
     assert list(pd.read_csv(tmp_path / "run" / "skipped.csv")["id"]) == ["apple/broken.png"]
 
 
