@@ -278,7 +278,7 @@ def ablate_heads(model, mask: HeadMask | None) -> Iterator[HeadMask | None]:
         by_layer.setdefault(l, []).append(h)
     with ExitStack() as stack:
         if layers == ["visual.attnpool"]:
-            store = stack.enter_context(capture(model, "visual.layer4"))
+            store = stack.enter_context(capture(model, "visual.layer4", detach=False))
             stack.enter_context(patch(model, "visual.attnpool", _pool_fn(model.model.visual.attnpool, by_layer[0],
                                                                          mask, store)))
         else:
@@ -286,7 +286,7 @@ def ablate_heads(model, mask: HeadMask | None) -> Iterator[HeadMask | None]:
 
             for l, hs in sorted(by_layer.items()):
                 ln = resolve_layer(model, f"{layers[l]}.ln_1")
-                store = stack.enter_context(capture(model, ln))
+                store = stack.enter_context(capture(model, ln, detach=False))  # gradients (attacks) see the ablation
                 blk = model.model.visual.transformer.resblocks[l]
                 stack.enter_context(patch(model, f"{layers[l]}.ls_1",
                                           _vit_fn(blk, hs, mask, l, store, ln.path, ln.layout)))

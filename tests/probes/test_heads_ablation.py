@@ -95,3 +95,17 @@ def test_mask_file_round_trip_and_bad_files(toy_vit, px, tmp_path):
 def test_resnet_has_one_attention_layer(toy_rn):
     with pytest.raises(ClipauditError, match=r"layer 1 is out of range.*1 attention layer"):
         check_heads(toy_rn, [(1, 0)])
+
+
+def test_gradients_through_an_ablated_model_match_weight_surgery(toy_vit, px):
+    """Gradient attacks re-audited under a mask must see the ablated model, not the original."""
+    mask = HeadMask([(2, 2), (3, 0)], "zero")
+    surgery = _copy(toy_vit)
+    for l, h in mask.heads:
+        surgery.model.visual.transformer.resblocks[l].attn.out_proj.weight.data[:, h * 32:(h + 1) * 32] = 0
+    x = px[:2].clone().requires_grad_(True)
+    with ablate_heads(toy_vit, mask):
+        toy_vit.encode_images(x).sum().backward()
+    y = px[:2].clone().requires_grad_(True)
+    surgery.encode_images(y).sum().backward()
+    assert torch.allclose(x.grad, y.grad, atol=1e-5)
