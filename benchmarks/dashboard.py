@@ -11,6 +11,7 @@ of later ones (tables cached).
 from __future__ import annotations
 
 import argparse
+import sys
 import re
 import statistics
 import tempfile
@@ -59,7 +60,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     from clipaudit.dashboard.app import create_app
-    from clipaudit.dashboard.synthetic import write_synthetic_runs
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the synthetic runs are a test fixture
+    from tests.fixtures.synthetic_runs import write_synthetic_runs
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -13,7 +13,7 @@ A new audit declares its own :class:`AuditContract` in its module and hands it t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import pandas as pd
@@ -229,7 +229,7 @@ NEURONS = AuditContract(
     doc="Neuron discovery: streaming top-k scan, SoftWPMI labels, multimodality, feature vis, attribution.",
     tables=(
         TableSpec("neurons", _c(
-            "neuron:int layer:str mean:float std:float max:number label:str label_score:float labels:str "
+            "neuron:int layer:str mean:float std:float max:number label:str? label_score:float? labels:str? "
             "concept:any? image_response:number? word_response:number? multimodal_score:number? "
             "is_multimodal:bool? multimodal_concept:any? featvis:str? top_images:str? attribution:str?"),
             "one row per neuron of the layer; image paths are relative to the run folder ('' when not rendered)",
@@ -280,6 +280,8 @@ TYPOGRAPHIC = AuditContract(
                   "success per true class with its 95% interval"),
         TableSpec("typographic_sweep", _c(f"{_RATE_CI} attack_success_rate:float"),
                   "one row per cell of the --sweep grid (+ the swept parameters)"),
+        TableSpec("typographic_dose", _c(f"param:str value:any {_RATE_CI} attack_success_rate:float"),
+                  "--sweep: success against each swept parameter alone (marginal dose-response)"),
         TableSpec("typographic_words", _c("word:str attack_success_rate:float"),
                   "--search-words: candidate words ranked by how often they win"),
     ),
@@ -302,15 +304,21 @@ TYPOGRAPHIC = AuditContract(
         ("target_added", "bool", "the target was not a class and was added", False),
         ("final_text_size", "any", "text size used", False),
         ("text_area", "float", "share of the image the text covers", False),
-        ("style", "str", "note | paint", False),
-        ("classes", "list", "zero-shot classes", False),
+        ("style", "dict", "the renderer's settings (style, size, colour, opacity, position, ...)", False),
+        ("sweep_cells", "int", "--sweep: grid cells rendered", False),
+        ("sweep_spearman", "dict", "--sweep: parameter -> Spearman rho of success against its value", False),
+        ("best_words", "list", "--search-words: the five words that win most often", False),
+        ("best_word_by_class", "dict", "--search-words: true class -> its best word", False),
+        ("words_searched", "int", "--search-words: candidate words tried", False),
+        ("words_skipped", "list", "--search-words: words the font cannot draw", False),
+        ("classes", "int", "number of zero-shot classes", False),
         ("true_class_from", "str", "where the true labels came from", False),
         ("example_ids", "list", "images shown in the example figure", False),
         ("random_init", "bool", "the model has random-init weights", False),
         ("non_latin_checked", "bool", "word search included non-Latin words", False),
         ("sample_size_warning", "str", "set when the sample is too small to judge", False),
     )),
-    images=("typographic_examples",),
+    images=("typographic_examples", "typographic_dose"),
 )
 
 ADVERSARIAL = AuditContract(
@@ -353,7 +361,7 @@ ADVERSARIAL = AuditContract(
         ("mean_norm", "float", "mean perturbation norm", False),
         ("max_norm", "float", "largest perturbation norm", False),
         ("eps_sweep", "list", "budgets of the robust-accuracy curve", False),
-        ("gradient_steps_per_image", "int", "gradient evaluations per image", False),
+        ("gradient_steps_per_image", "number", "gradient evaluations per image", False),
         ("sanity_passed", "bool", "every sanity check passed", False),
         ("sanity_failed", "list", "names of failed checks", False),
         ("sample_size_warning", "str", "set when the sample is too small to judge", False),
@@ -390,7 +398,7 @@ BIAS = AuditContract(
         ("n_skipped", "int", "images that could not be decoded", False),
         ("attributes", "list", "group attributes", False),
         ("probes", "list", "probes run", False),
-        ("label_set", "str", "label set", False),
+        ("label_set", "dict", "the label set: name, classes, harmful classes, templates", False),
         ("added_classes", "list", "neutral classes added for label-set sensitivity", False),
         ("alpha", "float", "significance level", False),
         ("bootstrap", "int", "bootstrap resamples", False),

@@ -102,7 +102,7 @@ def _check_same_inputs(run_a: RunView, run_b: RunView, table: str, a: pd.DataFra
     if differ or ka != kb:
         shared = len(ka & kb)
         noun = {"id": "images"}.get(_spec(audit, table).key[0], _spec(audit, table).key[0] + "s")
-        what = ", ".join(differ + [f"{table}: {len(ka)} vs {len(kb)} {noun}, {shared} shared"])
+        what = ", ".join(differ + [f"{len(ka)} vs {len(kb)} {noun} in {table}, {shared} shared"])
         raise IncomparableError(
             f"runs {run_a.name} and {run_b.name} are not on the same inputs ({audit}: {what}); a paired diff "
             f"needs identical inputs: rerun both with the same {entry.input_flags}")

@@ -8,8 +8,7 @@ depend on how many processes ran. gloo on CPU, nccl on CUDA.
 from __future__ import annotations
 
 import os
-import socket
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -46,38 +45,3 @@ def gather(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world
     dist.all_gather_object(out, obj)
     return out
-
-
-def is_main_process() -> bool:
-    return distributed_context()[0] == 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _local_entry(rank: int, world_size: int, port: int, fn: Callable[..., None], args: tuple) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        fn(rank, world_size, *args)
-    finally:
-        dist.destroy_process_group()
-
-
-def run_local_group(fn: Callable[..., None], world_size: int, *args: Any) -> None:
-    """Run ``fn(rank, world_size, *args)`` in ``world_size`` local CPU processes joined by one
-    gloo process group, and wait for all of them.
-
-    Why: the sharded passes must merge to exactly the one-process answer, and checking that
-    needs a real process group; this gives one on any machine, without ``torchrun``. ``fn`` must
-    be a module-level function (it is pickled into each process).
-    """
-    import torch.multiprocessing as mp
-
-    mp.spawn(_local_entry, args=(world_size, _free_port(), fn, args), nprocs=world_size, join=True)

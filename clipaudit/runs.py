@@ -718,12 +718,3 @@ def list_runs(root: Path | str = "runs", include_damaged: bool = False) -> list[
                   reverse=True)
     bad = sorted((v for v in views if v.damaged is not None), key=lambda v: v.name)
     return good + bad if include_damaged else good
-
-
-def iter_tables(run: RunView) -> Iterator[tuple[str, pd.DataFrame]]:
-    for name in run.tables():
-        yield name, run.table(name)
-
-
-def elapsed(start: float) -> float:
-    return round(time.time() - start, 3)

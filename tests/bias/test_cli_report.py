@@ -162,7 +162,7 @@ def test_markdown_model_card_escapes_dataset_values(tmp_path):
     from markdown_it import MarkdownIt
 
     from clipaudit.bias.report import markdown as bias_markdown
-    from clipaudit.dashboard.synthetic import SyntheticModel, bias_result
+    from tests.fixtures.synthetic_runs import SyntheticModel, bias_result
     from clipaudit.runs import RunFolder, open_run
 
     hostile = "<script>alert(1)</script> | *bold* _x_ [link](http://e.vil) `code` # h"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clipaudit.cli import main
-from clipaudit.dashboard.synthetic import SyntheticModel, bias_result, typographic_result
+from tests.fixtures.synthetic_runs import SyntheticModel, bias_result, typographic_result
 from clipaudit.errors import ClipauditError
 from clipaudit.runs import RunFolder, list_runs, open_run
 

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from clipaudit.data import toy_source
-from clipaudit.distributed import run_local_group
+from tests.fixtures.process_group import run_local_group
 
 
 def _objects():

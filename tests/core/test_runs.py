@@ -244,7 +244,7 @@ def test_out_under_a_regular_file_is_a_one_line_error(tmp_path, capsys):
 
 def test_diff_and_bias_report_to_an_unwritable_path_exit_2(tmp_path, capsys):
     from clipaudit.cli import main
-    from clipaudit.dashboard.synthetic import bias_result, typographic_result
+    from tests.fixtures.synthetic_runs import bias_result, typographic_result
 
     a = _synthetic_run(tmp_path / "a", typographic_result(seed=0))
     b = _synthetic_run(tmp_path / "b", typographic_result(seed=0, strength=0.9))
@@ -262,7 +262,7 @@ def test_diff_and_bias_report_to_an_unwritable_path_exit_2(tmp_path, capsys):
 
 def test_out_and_to_expand_the_home_folder(tmp_path, monkeypatch, capsys):
     from clipaudit.cli import main
-    from clipaudit.dashboard.synthetic import typographic_result
+    from tests.fixtures.synthetic_runs import typographic_result
 
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()

@@ -18,7 +18,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @pytest.fixture(scope="session")
 def synthetic_runs(tmp_path_factory):
     """name -> path of synthetic run folders following docs/run-folders.md (see dashboard.synthetic)."""
-    from clipaudit.dashboard.synthetic import write_synthetic_runs
+    from tests.fixtures.synthetic_runs import write_synthetic_runs
 
     root = tmp_path_factory.mktemp("runs")
     return write_synthetic_runs(root)
@@ -31,56 +31,35 @@ def runs_root(synthetic_runs) -> Path:
 
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory, tiny_vit):
-    """``real_run(section)`` -> a run folder written by that real audit (tiny random-init toy-vit,
-    a few images), made on first use; skips while the audit package (built in parallel) is not
-    importable."""
+    """``real_run(section)`` -> a run folder written by that real audit through the registry
+    (tiny random-init toy-vit, a few images), made on first use."""
+    from clipaudit.attacks import TypographicConfig
+    from clipaudit.attacks.adversarial_audit import AdversarialConfig
+    from clipaudit.bias import BiasConfig
+    from clipaudit.bias.datasets import open_dataset
     from clipaudit.data import open_source
-    from clipaudit.runs import RunFolder
+    from clipaudit.probes import NeuronsConfig
+    from clipaudit.runner import run_audit
 
     root = tmp_path_factory.mktemp("real-runs")
-    jobs = {}
-    try:
-        from clipaudit.attacks import TypographicConfig, typographic_audit
-
-        jobs["typographic"] = lambda run: typographic_audit(
-            tiny_vit, open_source("toy", n=16, seed=0, kind="object"),
-            TypographicConfig(target="pizza", n=16, n_resamples=200, examples=1, batch_size=16, sweep=["size=8,16"]),
-            run=run)
-    except ImportError:
-        pass
-    try:
-        from clipaudit.attacks.adversarial_audit import AdversarialConfig, audit as adversarial_audit
-
-        jobs["adversarial"] = lambda run: adversarial_audit(
-            tiny_vit, open_source("toy", n=12, seed=0, kind="object"),
-            AdversarialConfig(eps=2 / 255, steps=2, n=12, sanity_n=4, examples=1, batch_size=12), run=run)
-    except ImportError:
-        pass
-    try:
-        from clipaudit.bias import BiasConfig, audit as bias_audit
-
-        jobs["bias"] = lambda run: bias_audit(
-            tiny_vit, None, BiasConfig(dataset="toy:48", n=48, bootstrap=200, permutations=200, k=10), run=run)
-    except ImportError:
-        pass
-    try:
-        from clipaudit.probes import NeuronsConfig, audit as neurons_audit
-
-        jobs["neurons"] = lambda run: neurons_audit(
-            tiny_vit, open_source("toy", n=24, seed=0, kind="object"),
-            NeuronsConfig(n_images=24, top=1, steps=2, k=4, n_words=2, n_pictures=2, attribution_images=1,
-                          batch=24), run=run)
-    except ImportError:
-        pass
+    jobs = {
+        "typographic": lambda: (open_source("toy", n=16, seed=0, kind="object"),
+                                TypographicConfig(target="pizza", n=16, n_resamples=200, examples=1, batch_size=16,
+                                                  sweep=["size=8,16"])),
+        "adversarial": lambda: (open_source("toy", n=12, seed=0, kind="object"),
+                                AdversarialConfig(eps=2 / 255, steps=2, n=12, sanity_n=4, examples=1, batch_size=12)),
+        "bias": lambda: (open_dataset("toy:48", n=48),
+                         BiasConfig(dataset="toy:48", n=48, bootstrap=200, permutations=200, k=10)),
+        "neurons": lambda: (open_source("toy", n=24, seed=0, kind="object"),
+                            NeuronsConfig(n_images=24, top=1, steps=2, k=4, n_words=2, n_pictures=2,
+                                          attribution_images=1, batch=24)),
+    }
     made = {}
 
     def get(section: str) -> Path:
-        if section not in jobs:
-            pytest.skip(f"the {section} audit is not importable yet")
         if section not in made:
-            run = RunFolder.create(section, out=root / section, model=tiny_vit, seed=0, argv=[section])
-            with run:
-                jobs[section](run).save(run)
+            source, config = jobs[section]()
+            _, run = run_audit(section, tiny_vit, source, config, out=root / section, seed=0)
             made[section] = run.path
         return made[section]
 

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from clipaudit.dashboard import ids
 from clipaudit.dashboard.components import fmt_value
 from clipaudit.dashboard.data import fmt_num
-from clipaudit.dashboard.synthetic import HOSTILE_LABEL
+from tests.fixtures.synthetic_runs import HOSTILE_LABEL
 from clipaudit.diff import diff_runs
 from clipaudit.runs import open_run
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipaudit.dashboard.synthetic import SyntheticModel, adversarial_result, neurons_result, typographic_result
+from tests.fixtures.synthetic_runs import SyntheticModel, adversarial_result, neurons_result, typographic_result
 from clipaudit.diff import DIFF_COLUMNS, diff_runs
 from clipaudit.errors import ClipauditError
 from clipaudit.result import Result
@@ -133,7 +133,7 @@ def test_an_incomparable_audit_is_left_out_and_the_others_compared(tmp_path, cap
         diff_runs(a, b, audit="neurons")
     assert main(["diff", str(a), str(b), "--bootstrap", "50"]) == 0
     out = capsys.readouterr().out
-    assert "attack_success_rate" in out and "left out: neurons: runs rn and vit scanned different neurons" in out
+    assert "attack_success_rate" in out and "left out: neurons: runs rn and vit are not on the same inputs (neurons: 30 vs 24 neurons" in out
     store = RunStore(tmp_path)
     page = layout(store, store.get("rn"), store.get("vit"))
     assert "Left out neurons" in text(page) and "attack_success_rate" in str(page)

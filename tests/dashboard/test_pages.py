@@ -13,7 +13,7 @@ from clipaudit.dashboard.app import create_app, pages, render_page
 from clipaudit.dashboard.components import fmt_value, modelcard_panel
 from clipaudit.dashboard.data import RunStore, fmt_rate
 from clipaudit.dashboard.page_neurons import PAGE_SIZE, filtered, grid
-from clipaudit.dashboard.synthetic import HOSTILE_LABEL, write_synthetic_runs
+from tests.fixtures.synthetic_runs import HOSTILE_LABEL, write_synthetic_runs
 from clipaudit.runs import open_run
 
 from .helpers import by_id, text, walk
@@ -203,7 +203,7 @@ def test_neurons_page_opens_on_pictured_cards_by_multimodality(store, synthetic_
 
 def test_multimodal_concept_is_shown_beside_the_label(tmp_path):
     from clipaudit.dashboard.page_neurons import detail
-    from clipaudit.dashboard.synthetic import neurons_result
+    from tests.fixtures.synthetic_runs import neurons_result
     from clipaudit.runs import RunFolder
 
     res = neurons_result(n_neurons=6, n_rendered=2)

@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from clipaudit.distributed import run_local_group
+from tests.fixtures.process_group import run_local_group
 
 
 def _worker(rank: int, world: int, out: str) -> None:
