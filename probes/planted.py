@@ -158,8 +158,12 @@ def score_units(units, factors: list[Factor], n_units: int, seed: int = 0, prefi
     rows = []
     for f, (unit, sel_auc) in zip(factors, chosen):
         held = f.domain & ~select
-        scores = np.asarray(units(held, unit, unit + 1), dtype=np.float64)[:, 0]
         pos = f.positive[held]
+        if unit < 0 or pos.all() or not pos.any():  # a half without both classes: not scorable
+            rows.append({prefix: -1, f"{prefix}_select_auroc": np.nan, f"{prefix}_auroc": np.nan,
+                         f"{prefix}_ci_low": np.nan, f"{prefix}_ci_high": np.nan})
+            continue
+        scores = np.asarray(units(held, unit, unit + 1), dtype=np.float64)[:, 0]
         auc = float(auroc_columns(scores[:, None], pos)[0])
         lo, hi = auroc_ci(scores, pos, n_resamples, seed)
         rows.append({prefix: unit, f"{prefix}_select_auroc": sel_auc, f"{prefix}_auroc": auc,
@@ -183,6 +187,9 @@ def linear_probe_scores(features: np.ndarray, factors: list[Factor], seed: int =
     rows = []
     for f in factors:
         fit, held = f.domain & select, f.domain & ~select
+        if len(set(f.positive[fit])) < 2 or len(set(f.positive[held])) < 2:
+            rows.append({"probe_auroc": np.nan, "probe_ci_low": np.nan, "probe_ci_high": np.nan})
+            continue
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=500))
         clf.fit(features[fit], f.positive[fit])
         scores = clf.decision_function(features[held])

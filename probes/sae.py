@@ -317,7 +317,7 @@ class ShuffleBuffer:
 
     def fill(self) -> torch.Tensor:
         """Fill the buffer (first call); returns the filled rows."""
-        while self.buf is None or self.filled < self.capacity:
+        while self.buf is None or (self.filled < self.capacity and not self.complete):
             chunk = self._next_chunk()
             if chunk is None:
                 if self.buf is None:

@@ -1,0 +1,249 @@
+"""SAE training, streaming, planted-truth scoring, edits and the `clipaudit sae` command.
+
+Expected values come from hand-built data (a planted sparse dictionary, a planted unit),
+scikit-learn (AUROC) and statsmodels (Wilson interval), never from the code under test.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clipaudit.errors import ClipauditError
+from clipaudit.probes import planted
+from clipaudit.probes.sae import SAEConfig, ShuffleBuffer, SparseAutoencoder, rows_of, train_sae, training_loss
+from clipaudit.probes.sae_edit import LatentEdit, add_row_delta, edited, parse_edit_spec, spliced
+
+
+def _planted_sparse(n=4000, d=24, atoms=48, active=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dictionary = torch.randn(atoms, d, generator=g)
+    dictionary /= dictionary.norm(dim=1, keepdim=True)
+    idx = torch.stack([torch.randperm(atoms, generator=g)[:active] for _ in range(n)])
+    codes = torch.zeros(n, atoms).scatter(1, idx, torch.rand(n, active, generator=g) + 0.5)
+    return codes @ dictionary + 3.0, dictionary
+
+
+def _fvu(x, r):
+    return float(((x - r) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+
+
+# -- config and model --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, needle", [({"k": 64, "latents": 64}, "--k must be between 1 and latents - 1 = 63"),
+                                        ({"latents": 0}, "--latents must be >= 1, got 0"),
+                                        ({"variant": "jump"}, "unknown SAE variant 'jump'"),
+                                        ({"tokens": "max"}, "unknown --tokens 'max'")])
+def test_config_refuses_bad_values_naming_the_valid_range(kw, needle):
+    with pytest.raises(ClipauditError, match=needle.replace("(", r"\(")):
+        SAEConfig(**kw).validate()
+
+
+def test_topk_keeps_exactly_k_latents_and_decodes_in_layer_units():
+    x, _ = _planted_sparse(200)
+    sae = SparseAutoencoder(24, SAEConfig(latents=64, k=5))
+    sae.set_normalisation(x)
+    codes = sae.encode(x)
+    assert ((codes > 0).sum(1) <= 5).all() and (codes > 0).sum(1).float().mean() > 4.5
+    assert sae.decode(torch.zeros(1, 64)).squeeze().allclose(x.mean(0), atol=1e-5)  # zero code = the data mean
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["topk", "batchtopk", "matryoshka"])
+def test_training_recovers_a_planted_sparse_dictionary(variant):
+    x, dictionary = _planted_sparse()
+    cfg = SAEConfig(latents=96, k=3, variant=variant, steps=250, batch_size=256, lr=3e-3, buffer=8192,
+                    dead_after=5000, matryoshka_groups=(0.5, 1.0))
+    sae, log = train_sae(lambda: iter(x.split(500)), 24, cfg)
+    with torch.no_grad():
+        codes = sae.encode(x)
+        fvu = _fvu(x, sae.decode(codes))
+    assert fvu < 0.12, fvu  # measured 0.09-0.10 (batchtopk 0.101)
+    assert (codes > 0).sum(1).float().mean() <= 3.5
+    # most planted atoms have a decoder row pointing the same way (cosine > 0.9)
+    cos = dictionary @ sae.W_dec.detach().t()
+    assert (cos.max(1).values > 0.9).float().mean() >= 0.6
+    assert log.steps[-1]["mse"] < log.steps[0]["mse"]
+
+
+def test_training_is_deterministic_by_seed():
+    x, _ = _planted_sparse(1000)
+    cfg = SAEConfig(latents=32, k=3, steps=20, batch_size=128, buffer=512)
+    a, _ = train_sae(lambda: iter(x.split(300)), 24, cfg)
+    b, _ = train_sae(lambda: iter(x.split(300)), 24, cfg)
+    c, _ = train_sae(lambda: iter(x.split(300)), 24, SAEConfig(latents=32, k=3, steps=20, batch_size=128,
+                                                               buffer=512, seed=1))
+    assert torch.equal(a.W_dec, b.W_dec) and torch.equal(a.W_enc, b.W_enc)
+    assert not torch.equal(a.W_dec, c.W_dec)
+
+
+def test_auxk_loss_trains_dead_latents():
+    x, _ = _planted_sparse(256)
+    sae = SparseAutoencoder(24, SAEConfig(latents=32, k=2, dead_after=10))
+    sae.set_normalisation(x)
+    x = x[:4]  # 4 rows x k=2: at most 8 of the 32 latents fire in this batch
+    fired_since = torch.full((32,), 100, dtype=torch.long)  # every latent has been silent for 100 rows
+    loss, parts = training_loss(sae, x, fired_since)
+    loss.backward()
+    assert parts["aux"] > 0
+    never = (sae.encode(x) > 0).sum(0) == 0
+    assert never.any()
+    # latents that never make the top-k still get an encoder gradient, through the AuxK term only
+    assert (sae.W_enc.grad[:, never].abs().sum(0) > 0).all()
+
+
+# -- streaming ---------------------------------------------------------------------------------
+
+def test_shuffle_buffer_holds_a_small_data_set_and_reads_it_once():
+    data = torch.arange(100.0)[:, None]
+    epochs = []
+
+    def rows():
+        epochs.append(1)
+        return iter(data.split(30))
+    buf = ShuffleBuffer(rows, capacity=1000, seed=0)
+    seen = torch.cat([buf.sample(50) for _ in range(20)])
+    assert buf.complete and len(epochs) == 1
+    assert set(seen.squeeze().tolist()) == set(range(100))
+
+
+def test_shuffle_buffer_streams_past_its_capacity_and_mixes_rows():
+    data = torch.arange(1000.0)[:, None]
+    buf = ShuffleBuffer(lambda: iter(data.split(64)), capacity=128, seed=0)
+    first = buf.sample(32).squeeze()
+    assert first.max() < 128 and not torch.equal(first, first.sort().values)  # shuffled, from the first fill
+    later = torch.cat([buf.sample(32) for _ in range(60)]).squeeze()
+    assert not buf.complete and later.max() >= 900  # rows far past the capacity arrive
+
+
+# -- planted-truth scoring -----------------------------------------------------------------------
+
+def test_auroc_columns_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(300, 5)).astype(float)  # many ties, like sparse codes
+    labels = rng.random(300) < 0.3
+    expected = [roc_auc_score(labels, scores[:, j]) for j in range(5)]
+    assert np.allclose(planted.auroc_columns(scores, labels), expected)
+
+
+def _toy_items(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(["object", "person"], n, p=[0.6, 0.4])
+    obj, per = kind == "object", kind == "person"
+    return pd.DataFrame({
+        "id": [str(i) for i in range(n)], "kind": kind,
+        "label": np.where(obj, rng.choice(["apple", "pizza"], n), ""),
+        "colour": np.where(obj, rng.choice(["red", "green"], n), ""),
+        "word": np.where(obj & (rng.random(n) < 0.5), rng.choice(["apple", "sale"], n), ""),
+        "skin": np.where(per, rng.choice(["tone0", "tone1"], n), ""),
+        "age": np.where(per, rng.choice(["child", "adult"], n), ""),
+        "hair": np.where(per, rng.choice(["short", "long"], n), ""), "role": ""})
+
+
+def test_factors_are_scored_within_their_domain():
+    items = _toy_items()
+    factors = {f.name: f for f in planted.planted_factors(items, min_positives=10)}
+    assert {"class=apple", "colour=red", "word_written", "word=sale", "age=child", "hair=long"} <= set(factors)
+    person = (items["kind"] == "person").to_numpy()
+    assert np.array_equal(factors["age=child"].domain, person)
+    assert np.array_equal(factors["class=apple"].domain, (items["kind"] == "object").to_numpy())
+    assert np.array_equal(factors["word=sale"].domain, (items["word"] != "").to_numpy())
+
+
+def test_a_person_detector_does_not_count_as_an_age_detector():
+    items = _toy_items()
+    person = (items["kind"] == "person").to_numpy().astype(float)
+    child = (items["age"] == "child").to_numpy().astype(float)
+    rng = np.random.default_rng(1)
+    units = np.stack([person + 0.01 * rng.random(len(items)),         # fires on every person
+                      child + 0.3 * rng.random(len(items))], 1)        # the planted child unit
+    factors = [f for f in planted.planted_factors(items, 10) if f.name == "age=child"]
+    table = planted.score_units(planted.dense_units(units), factors, 2, prefix="unit")
+    assert table.loc[0, "unit"] == 1 and table.loc[0, "unit_auroc"] > 0.99
+    # the person unit, scored across all scenes, would look like a good child detector
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(child, units[:, 0]) > 0.8
+
+
+def test_recall_interval_is_wilson():
+    from statsmodels.stats.proportion import proportion_confint
+
+    value, lo, hi = planted.recall(pd.Series([0.95, 0.91, 0.5, 0.89, np.nan]), 0.9)
+    assert value == 0.5
+    assert np.allclose((lo, hi), proportion_confint(2, 4, method="wilson"))
+
+
+# -- edits ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tokens", ["mean", "all"])
+def test_row_delta_is_laid_out_where_rows_of_read_it(tiny_rn, tokens):
+    from clipaudit.hooks import resolve_layer
+
+    layer = resolve_layer(tiny_rn, "penultimate")
+    out = torch.randn(3, *layer.shape[1:])
+    delta = torch.randn(*rows_of(out, layer, tokens).shape)
+    assert torch.allclose(rows_of(add_row_delta(out, layer, tokens, delta), layer, tokens),
+                          rows_of(out, layer, tokens) + delta, atol=1e-5)
+
+
+def _tiny_sae(model, layer, k=4, tokens="mean"):
+    from clipaudit.probes.sae import activation_rows
+    from clipaudit.data import toy_source
+
+    src = toy_source(48, seed=3)
+    cfg = SAEConfig(latents=32, k=k, steps=5, batch_size=32, tokens=tokens)
+    sae, _ = train_sae(lambda: (r for r, _ in activation_rows(model, src, layer, tokens, 24)), layer.n_neurons, cfg)
+    return sae, src
+
+
+def test_identity_edit_leaves_the_model_bit_for_bit_and_suppression_moves_by_the_decoder_rows(tiny_vit):
+    from clipaudit.hooks import resolve_layer, run_with_cache
+
+    layer = resolve_layer(tiny_vit, "penultimate")
+    sae, src = _tiny_sae(tiny_vit, layer, tokens="cls")
+    pixels = next(src.batches(tiny_vit, 6)).pixels
+    clean_emb, clean = run_with_cache(tiny_vit, pixels, layer)
+    with edited(tiny_vit, layer, sae, "cls", LatentEdit(tuple(range(32)), scale=1.0)):
+        same_emb, _ = run_with_cache(tiny_vit, pixels, layer)
+    assert torch.equal(same_emb, clean_emb)
+    rows = rows_of(clean[layer.path], layer, "cls")
+    codes = sae.encode(rows)
+    j = int(codes.sum(0).argmax())
+    with edited(tiny_vit, layer, sae, "cls", LatentEdit((j,), scale=0.0)):
+        _, cache = run_with_cache(tiny_vit, pixels, layer)
+    expected = rows - codes[:, j:j + 1] * sae.W_dec[j] * sae.scale  # hand: z_j d_j removed in layer units
+    assert torch.allclose(rows_of(cache[layer.path], layer, "cls"), expected.detach(), atol=1e-4)
+
+
+def test_splice_replaces_the_layer_by_the_reconstruction(tiny_rn):
+    from clipaudit.hooks import resolve_layer, run_with_cache
+
+    layer = resolve_layer(tiny_rn, "penultimate")
+    sae, src = _tiny_sae(tiny_rn, layer)
+    pixels = next(src.batches(tiny_rn, 4)).pixels
+    _, clean = run_with_cache(tiny_rn, pixels, layer)
+    with spliced(tiny_rn, layer, sae, "mean"):
+        _, cache = run_with_cache(tiny_rn, pixels, layer)
+    assert torch.allclose(rows_of(cache[layer.path], layer, "mean"),
+                          sae(rows_of(clean[layer.path], layer, "mean")).detach(), atol=1e-4)
+
+
+@pytest.mark.parametrize("text, latents, scale, clamp", [("runs/a:latents=3,17", (3, 17), 0.0, None),
+                                                          ("runs/a:latents=5:scale=0.5", (5,), 0.5, None),
+                                                          ("runs/a:latents=1,2:clamp=4", (1, 2), 0.0, 4.0)])
+def test_parse_edit_spec(text, latents, scale, clamp):
+    spec = parse_edit_spec(text)
+    assert (spec.run, spec.edit.latents, spec.edit.scale, spec.edit.clamp) == ("runs/a", latents, scale, clamp)
+
+
+@pytest.mark.parametrize("text, needle", [("runs/a", "no ':latents='"), ("runs/a:latents=x", "integers"),
+                                          ("runs/a:latents=1:mul=2", "valid: scale=F, clamp=V"),
+                                          (":latents=1", "no run folder")])
+def test_parse_edit_spec_refuses_bad_forms(text, needle):
+    with pytest.raises(ClipauditError, match=needle):
+        parse_edit_spec(text)

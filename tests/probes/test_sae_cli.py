@@ -1,0 +1,71 @@
+"""`clipaudit sae` end to end on a tiny random-init model: run folder, contract, --load, bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clipaudit.cli import main
+
+TINY = ["--model", "toy-vit", "--pretrained", "none", "--latents", "32", "--k", "4", "--steps", "3",
+        "--batch-size", "32", "--images", "toy", "--n-images", "120", "--min-positives", "4"]
+
+
+@pytest.fixture(scope="module")
+def sae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sae") / "run"
+    assert main(["sae", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_run_folder_holds_weights_config_tables_and_conforms_to_the_contract(sae_run):
+    from clipaudit.contract import check_folder
+    from clipaudit.probes.sae_audit import CONTRACT
+
+    assert (sae_run / "sae" / "weights.safetensors").is_file()
+    meta = json.loads((sae_run / "sae" / "config.json").read_text())
+    assert meta["model"] == "toy-vit" and meta["sae"]["latents"] == 32
+    assert check_folder(sae_run, [CONTRACT]) == []
+    s = json.loads((sae_run / "summary.json").read_text())["sae"]
+    for key in ("fvu", "l0", "dead_fraction", "spliced_accuracy", "clean_accuracy", "planted_factor_recall",
+                "neuron_factor_recall", "linear_probe_factor_recall"):
+        assert key in s, key
+    assert s["l0"] <= 4
+
+
+def test_load_reuses_the_weights_and_gives_the_same_measurements(sae_run, tmp_path):
+    out = tmp_path / "again"
+    assert main(["sae", *TINY, "--load", str(sae_run), "--out", str(out)]) == 0
+    first = json.loads((sae_run / "summary.json").read_text())["sae"]
+    again = json.loads((out / "summary.json").read_text())["sae"]
+    assert again["loaded_from"] == str(sae_run)
+    assert again["fvu"] == pytest.approx(first["fvu"], rel=1e-6)
+
+
+def test_load_refuses_another_layer_naming_both(sae_run, tmp_path, capsys):
+    code = main(["sae", *TINY, "--layer", "block:0", "--load", str(sae_run), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code != 0 and "reads layer 'visual.transformer.resblocks" in err and "not 'visual.transformer.resblocks.0'" in err
+
+
+def test_load_refuses_another_model_naming_both(sae_run, tmp_path, capsys):
+    args = [a if a != "toy-vit" else "toy-rn" for a in TINY]
+    code = main(["sae", *args, "--load", str(sae_run), "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code != 0 and "trained on model 'toy-vit'" in err and "not on 'toy-rn'" in err
+
+
+@pytest.mark.parametrize("extra, needle", [(["--k", "32"], "--k must be between 1 and latents - 1 = 31"),
+                                           (["--latents", "0"], "--latents must be >= 1, got 0"),
+                                           (["--n-images", "5"], "5 images are too few to train an SAE"),
+                                           (["--tokens", "cls", "--model", "toy-rn"], "--tokens cls needs a token layer")])
+def test_bad_input_is_one_line_and_non_zero(extra, needle, tmp_path, capsys):
+    code = main(["sae", *TINY, *extra, "--out", str(tmp_path / "x")])
+    err = [l for l in capsys.readouterr().err.strip().splitlines() if not l.startswith("WARNING: ")]
+    assert code != 0 and len(err) == 1 and needle in err[0] and err[0].startswith("error: ")
+
+
+def test_sae_is_registered_but_not_run_by_clipaudit_audit():
+    from clipaudit.audits import AUDITS
+
+    assert AUDITS["sae"].plan is None and AUDITS.cli_module("sae") == "clipaudit.probes.sae_cli"
