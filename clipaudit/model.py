@@ -421,32 +421,12 @@ def _finish(module: torch.nn.Module, name: str, pretrained: str, tokenizer: Call
                       dict(preprocess_cfg or {}))
 
 
-def _load_toy(name: str, pretrained: str | None, device: str, precision: str) -> AuditModel:
-    from clipaudit.toy import weights_path
-    from clipaudit.toy.configs import CONTEXT_LENGTH, canonical_toy_name
-    from clipaudit.toy.train import build_toy_module
+def toy_architectures() -> list[str]:
+    """The toy CLIP architectures, registered with open_clip's model-config registry."""
+    from clipaudit.toy.configs import architectures, register_with_open_clip
 
-    try:
-        canon = canonical_toy_name(name)
-    except ValueError as err:
-        raise ClipauditError(str(err)) from None
-    torch.manual_seed(0)
-    module = build_toy_module(canon)
-    if pretrained is None or pretrained == "":
-        path = weights_path(canon)
-        if not path.is_file():
-            raise ClipauditError(f"the shipped weights for {canon} are missing ({path}); reinstall clipaudit "
-                                 f"or retrain with `clipaudit toy train --arch {canon.split('-')[1]}`")
-        _load_into(module, {k: v.float() for k, v in _read_state_dict(path).items()}, str(path), canon)
-        tag = "shipped"
-    elif pretrained == RANDOM_INIT:
-        tag = RANDOM_INIT
-    else:
-        path = Path(pretrained)
-        _load_into(module, {k: v.float() for k, v in _read_state_dict(path).items()}, str(path), canon)
-        tag = str(path)
-    tokenizer = _tokenizer_for(None, CONTEXT_LENGTH)
-    return _finish(module, canon, tag, tokenizer, device, precision)
+    register_with_open_clip()
+    return architectures()
 
 
 class _DropOpenClipRecords(logging.Filter):
@@ -510,7 +490,7 @@ def _is_path(pretrained: str) -> bool:
 
 
 def _load_open_clip(name: str, pretrained: str | None, device: str, precision: str,
-                    pretrained_tag: str | None = None) -> AuditModel:
+                    pretrained_tag: str | None = None, shipped: bool = False) -> AuditModel:
     import open_clip
 
     known = None
@@ -529,14 +509,15 @@ def _load_open_clip(name: str, pretrained: str | None, device: str, precision: s
     else:
         archs = open_clip.list_models()
         if name not in archs:
-            raise ClipauditError(f"unknown model {name!r}{suggest(name, archs + ['toy', 'toy-vit', 'toy-rn'])} "
+            raise ClipauditError(f"unknown model {name!r}{suggest(name, list(dict.fromkeys(archs + ['toy'])))} "
                                  "(run `python -c 'import open_clip; print(open_clip.list_models())'` for all)")
         if pretrained is None or pretrained == "":
             tags = open_clip.list_pretrained_tags_by_model(name)
             raise ClipauditError(f"{name} needs --pretrained: a tag ({', '.join(tags[:6]) or 'none known'}), "
                                  "a checkpoint path, or 'none' for random init")
         if pretrained == RANDOM_INIT:
-            with _quiet_open_clip():
+            with _quiet_open_clip(), torch.random.fork_rng():
+                torch.manual_seed(0)  # the same random init every time: same seed, same numbers
                 module = open_clip.create_model(name, pretrained=None, device="cpu")
             tag = RANDOM_INIT
         elif _is_path(pretrained):
@@ -577,6 +558,10 @@ def _load_open_clip(name: str, pretrained: str | None, device: str, precision: s
         pcfg["source"] = f"open_clip config from {name}"
     elif tag == RANDOM_INIT:
         pcfg["source"] = "architecture defaults (random init)"
+    elif name in toy_architectures():
+        pcfg["source"] = "the toy's own training preprocessing (OpenAI mean/std, bicubic, shortest side)"
+        if shipped:
+            tag = "shipped"
     elif _is_path(str(pretrained)):
         pcfg.update(source=_assumed_note(name, pcfg), assumed=True)
         warnings.warn(pcfg["source"], stacklevel=3)
@@ -629,14 +614,26 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
     name = str(name).strip()
     if not name:
         raise ClipauditError("empty model name; use toy, an open_clip architecture, hf-hub:..., or a path")
-    if pretrained_tag and (name.startswith("toy") or Path(name).expanduser().is_file()):
-        raise ClipauditError("--pretrained-tag applies to an open_clip architecture loaded from a checkpoint "
-                             "path (--model ARCH --pretrained PATH)")
-    if name.startswith("toy"):
-        model = _load_toy(name, pretrained, device, precision)
-    elif Path(name).expanduser().is_file():
+    if Path(name).expanduser().is_file():  # a file is a checkpoint, whatever its name (toy_x.pt too)
+        if pretrained_tag:
+            raise ClipauditError("--pretrained-tag applies to an open_clip architecture loaded from a checkpoint "
+                                 "path (--model ARCH --pretrained PATH)")
         model = _load_local_checkpoint(Path(name).expanduser(), device, precision)
     else:
-        model = _load_open_clip(name, pretrained, device, precision, pretrained_tag)
+        from clipaudit.toy import TOY_ALIASES, shipped_weights
+
+        name = TOY_ALIASES.get(name, name)
+        shipped = pretrained in (None, "") and name in shipped_weights()
+        if name in toy_architectures():
+            if pretrained_tag:
+                raise ClipauditError(f"--pretrained-tag applies to an open_clip architecture loaded from a checkpoint "
+                                     f"path (--model ARCH --pretrained PATH); {name} is clipaudit's toy, whose "
+                                     "preprocessing is known")
+            if shipped and not shipped_weights()[name].is_file():
+                raise ClipauditError(f"the shipped weights for {name} are missing ({shipped_weights()[name]}); "
+                                     f"reinstall clipaudit or retrain with `clipaudit toy train --arch "
+                                     f"{name.split('-')[1]}`")
+        model = _load_open_clip(name, str(shipped_weights()[name]) if shipped else pretrained, device, precision,
+                                pretrained_tag, shipped=shipped)
     model.text_cache = text_cache
     return model

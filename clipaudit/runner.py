@@ -7,9 +7,10 @@ its contract, eval mode, progress bars and status all happen here, identically f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from clipaudit.audits import AUDITS
+from clipaudit.model import eval_mode
 from clipaudit.result import Result
 from clipaudit.runs import RunFolder
 from clipaudit.sink import ResultSink
@@ -43,32 +44,15 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
         raise TypeError(f"audit {name!r} needs a {audit.config.__name__}, got {type(config).__name__}")
     if not write:
         sink = ResultSink(audit.contract, None, progress=progress, log=log)
-        with _eval_mode(model):
+        with eval_mode(model):
             return audit.run(model, source, config, sink), None
     cfg = audit.config_dict(config)
     run = RunFolder.create(name, out, model=model, seed=seed, config=cfg, extra=extra)
     with run:  # RunFolder.create keeps cfg under manifest["configs"][name], with per-audit provenance
         sink = ResultSink(audit.contract, run, progress=progress, log=log)
-        with _eval_mode(model):
+        with eval_mode(model):
             result = audit.run(model, source, config, sink)
     return result, run
-
-
-class _eval_mode:
-    """Eval mode for the duration of an audit; the module's own train/eval flags come back after."""
-
-    def __init__(self, model) -> None:
-        self.module = getattr(model, "module", None)
-        self.flags: list[tuple[Any, bool]] = []
-
-    def __enter__(self) -> None:
-        if self.module is not None:
-            self.flags = [(m, m.training) for m in self.module.modules()]
-            self.module.eval()
-
-    def __exit__(self, *exc) -> None:
-        for m, flag in self.flags:
-            m.training = flag
 
 
 __all__ = ["run_audit"]

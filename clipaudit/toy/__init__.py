@@ -13,6 +13,16 @@ def weights_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.safetensors"
 
 
+def shipped_weights() -> dict[str, Path]:
+    """Architecture name -> the weights clipaudit ships for it (used when no --pretrained is given)."""
+    from clipaudit.toy.configs import architectures
+
+    return {name: weights_path(name) for name in architectures()}
+
+
+from clipaudit.toy.configs import TOY_ALIASES  # noqa: E402,F401  (model-name aliases: toy -> toy-rn)
+
+
 def load_facts(name: str = "toy") -> dict:
     """The planted facts (``facts.json``) written beside a variant's shipped weights."""
     from clipaudit.toy.configs import canonical_toy_name

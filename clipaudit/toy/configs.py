@@ -30,8 +30,14 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
+def architectures() -> list[str]:
+    """The toy architectures (open_clip model-config names)."""
+    return sorted(_configs())
+
+
 def toy_names() -> list[str]:
-    return sorted(_configs()) + sorted(TOY_ALIASES)
+    """Architectures and their aliases (``toy``)."""
+    return architectures() + sorted(TOY_ALIASES)
 
 
 def get_toy_config(name: str) -> dict:

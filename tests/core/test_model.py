@@ -129,7 +129,7 @@ def test_unknown_names_and_tags_suggest():
         load_model("RN50", pretrained="opneai")
     with pytest.raises(ClipauditError, match="needs --pretrained"):
         load_model("RN50")
-    with pytest.raises(ClipauditError, match="unknown toy model"):
+    with pytest.raises(ClipauditError, match="unknown model 'toy-xl'; did you mean: toy-rn, toy"):
         load_model("toy-xl")
 
 
@@ -231,3 +231,43 @@ def test_bad_pretrained_tags_are_one_line_errors(tiny_registered, capsys):
     assert err.startswith("error: unknown --pretrained-tag 'sqq'") and "sq" in err and len(err.splitlines()) == 1
     with pytest.raises(ClipauditError, match="checkpoint path"):
         load_model("toy", pretrained_tag="openai")
+
+
+# -- the toy is a model like any other (open_clip's config registry, no special loading path) --------
+
+def test_loading_the_toy_does_not_import_the_training_loop():
+    import subprocess
+    import sys
+
+    code = ("import sys, warnings; warnings.simplefilter('ignore'); from clipaudit.model import load_model; "
+            "load_model('toy'); print('clipaudit.toy.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_toy_architectures_live_in_open_clips_registry(toy_rn):
+    import open_clip
+
+    assert {"toy-rn", "toy-vit"} <= set(open_clip.list_models())
+    assert open_clip.get_tokenizer("toy-rn")(["a pizza"]).shape == (1, 16)
+    assert toy_rn.name == "toy-rn" and toy_rn.pretrained == "shipped"
+
+
+def test_a_checkpoint_named_like_the_toy_loads_as_a_checkpoint(toy_rn, tmp_path):
+    import torch
+
+    from clipaudit.model import load_model
+
+    path = tmp_path / "toy_x.pt"
+    torch.save(toy_rn.model.state_dict(), path)
+    as_file = load_model(str(path), device="cpu")
+    assert as_file.name == str(path) and as_file.weights_hash == toy_rn.weights_hash
+    as_arch = load_model("toy-rn", pretrained=str(path), device="cpu")
+    assert as_arch.pretrained == str(path) and as_arch.weights_hash == toy_rn.weights_hash
+
+
+def test_random_init_is_the_same_every_time():
+    from clipaudit.model import load_model
+
+    a, b = (load_model("toy-vit", pretrained="none", device="cpu") for _ in range(2))
+    assert a.weights_hash == b.weights_hash
