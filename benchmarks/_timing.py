@@ -43,7 +43,8 @@ class Row:
 
     def line(self) -> str:
         goal = "" if self.goal is None else f"{'<=' if self.lower else '>='} {self.goal:.3f}"
-        return (f"{self.benchmark:14s} {self.case:44s} {self.measured:9.3f}  {goal:10s} {self.verdict:6s} "
+        value = "" if self.measured != self.measured else f"{self.measured:9.3f}"  # NaN: a printed line
+        return (f"{self.benchmark:14s} {self.case:44s} {value:>9s}  {goal:10s} {self.verdict:6s} "
                 f"{self.note}").rstrip()
 
 

@@ -104,7 +104,7 @@ def main() -> None:
         timings.append(f"{name} {time.perf_counter() - t:.0f} s")
         print("\n".join(r.line() for r in done) + f"\n({timings[-1]})", file=sys.stderr, flush=True)
     print(f"benchmarks on {device}{' (quick)' if args.quick else ''}, torch threads {torch.get_num_threads()}")
-    print(table(rows).replace("     nan  ", "          "))
+    print(table(rows))
     print("wall time: " + ", ".join(timings))
 
 
