@@ -12,9 +12,9 @@ from pathlib import Path
 
 from urllib.parse import parse_qs
 
-from dash import Dash, Input, Output, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
 
-from . import ids, page_compare, page_overview
+from . import ids, page_compare, page_overview, page_search, page_unit
 from .components import message
 from .data import RunStore, model_facts
 from .files import add_file_route
@@ -28,7 +28,7 @@ def pages() -> tuple:
 
     from .page_generic import page_for
 
-    return (page_overview, *[page_for(name) for name in AUDITS], page_compare)
+    return (page_overview, *[page_for(name) for name in AUDITS], page_compare, page_search)
 
 
 ASSETS = Path(__file__).parent / "assets"
@@ -51,14 +51,30 @@ def _default_runs(store: RunStore) -> tuple[str | None, str | None]:
     return (store.run_name(done[0]) if done else None), None
 
 
-def render_page(store: RunStore, pathname: str | None, run_a: str | None, run_b: str | None):
-    """The page for ``pathname`` with runs A and B; a readable message instead of a traceback."""
+def render_page(store: RunStore, pathname: str | None, run_a: str | None, run_b: str | None,
+                search: str | None = None, extra: tuple = ()):
+    """The page for ``pathname`` with runs A and B; a readable message instead of a traceback.
+
+    ``/unit/...`` goes to the unit pages; ``search`` is the URL's query string (for pages that
+    read it); ``extra`` are page modules beyond :func:`pages` (the live bench).
+    """
     norm = (pathname or "/").rstrip("/") or "/"
-    page = next((p for p in pages() if p.PATH == norm), None)
+    if norm.startswith(page_unit.PREFIX):
+        try:
+            return page_unit.layout(store, norm)
+        except Exception as err:  # a damaged table costs the page, not the app
+            detail = " ".join(str(err).split())[:300]
+            print(f"dashboard: {norm}: {type(err).__name__}: {detail}", file=sys.stderr)
+            return message(f"Could not show {norm}: {type(err).__name__}: {detail}", "error")
+    every = (*pages(), *extra)
+    page = next((p for p in every if p.PATH == norm), None)
     if page is None:
-        return message(f"No page at {pathname}. Pages: " + ", ".join(p.PATH for p in pages()), "warn")
+        return message(f"No page at {pathname}. Pages: " + ", ".join(p.PATH for p in every) +
+                       ", /unit/<kind>/<run>/<address>", "warn")
     a, b = store.get(run_a), store.get(run_b)
     try:
+        if getattr(page, "WANTS_QUERY", False):
+            return page.layout(store, a, b, search=search)
         return page.layout(store, a, b)
     except Exception as err:  # a half-written or hand-edited run must not blank the page
         detail = " ".join(str(err).split())[:300]
@@ -73,6 +89,7 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
     app = Dash(__name__, title="clipaudit", assets_folder=str(ASSETS), suppress_callback_exceptions=True,
                update_title=None)
     add_file_route(app.server, store.root)
+    page_unit.add_export_route(app.server, store)
 
     def shell():
         a, b = _default_runs(store)
@@ -98,9 +115,9 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
     app.layout = shell
 
     @app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"), Input(ids.RUN_A, "value"),
-                  Input(ids.RUN_B, "value"))
-    def _route(pathname, run_a, run_b):
-        return render_page(store, pathname, run_a, run_b)
+                  Input(ids.RUN_B, "value"), State(ids.URL, "search"))
+    def _route(pathname, run_a, run_b, search):
+        return render_page(store, pathname, run_a, run_b, search)
 
     @app.callback(Output(ids.RUN_A, "value"), Output(ids.RUN_B, "value"), Input(ids.URL, "search"))
     def _runs_from_url(search):

@@ -43,3 +43,34 @@ def card_id(neuron: int) -> dict:
 def compare_left_out(audit: str) -> str:
     """Id of the note saying why ``audit`` was left out of a comparison."""
     return f"compare-left-out-{audit}"
+
+# unit pages
+UNIT_TITLE = "unit-title"
+UNIT_LABEL = "unit-label"
+UNIT_LABELS = "unit-labels"
+UNIT_EXPORT_JSON = "unit-export-json"
+UNIT_EXPORT_PARQUET = "unit-export-parquet"
+UNIT_PREV = "unit-prev"
+UNIT_NEXT = "unit-next"
+UNIT_ERROR = "unit-error"
+
+# search
+SEARCH_INPUT = "search-input"
+SEARCH_RESULTS = "search-results"
+SEARCH_COUNT = "search-count"
+
+# live bench
+BENCH_SCENE = "bench-scene"
+BENCH_SCENE_INDEX = "bench-scene-index"
+BENCH_UPLOAD = "bench-upload"
+BENCH_WORD = "bench-word"
+BENCH_SIZE = "bench-size"
+BENCH_POSITION = "bench-position"
+BENCH_STYLE = "bench-style"
+BENCH_UNIT = "bench-unit"
+BENCH_IMAGE = "bench-image"
+BENCH_PROBS = "bench-probs"
+BENCH_TOP = "bench-top"
+BENCH_MESSAGE = "bench-message"
+BENCH_ABLATION = "bench-ablation"
+BENCH_SOURCE = "bench-source"  # store: the uploaded image as a data URL (or None: use the scene)

@@ -16,6 +16,7 @@ from clipaudit.runs import RunView
 from . import ids
 from .components import guard, image, kpis, message, needs_audit, modelcard_panel, run_banner, section, table
 from .data import RunStore, fmt_num
+from .units import unit_url
 
 PATH = "/neurons"
 TITLE = "Neurons"
@@ -109,6 +110,8 @@ def detail(store: RunStore, view: RunView, neuron: int) -> html.Div:
     top_rows = tops[tops["neuron"] == neuron] if tops is not None and "neuron" in tops else None
     return html.Div([
         html.H3(f"Neuron {neuron}", id="neuron-detail-title"),
+        dcc.Link("open its unit page (shareable link)", id="neuron-unit-link",
+                 href=unit_url("neuron", store.run_name(view), (str(row.get("layer")), str(neuron)))),
         html.Div([image(store, view, row.get("featvis"), "feature visualisation", "detail-img"),
                   image(store, view, row.get("top_images"), "top images", "detail-img"),
                   image(store, view, row.get("attribution"), "attribution", "detail-img")], className="detail-images"),
