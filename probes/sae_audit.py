@@ -26,7 +26,7 @@ from clipaudit.result import Result
 from clipaudit.probes import planted
 from clipaudit.probes.sae import (CONFIG, WEIGHTS, SAEConfig, activation_rows, check_layer_tokens, load_sae_run,
                                   rows_per_image, sae_bytes, sae_meta, train_sae)
-from clipaudit.probes.sae_metrics import latent_table, measure
+from clipaudit.probes.sae_metrics import latent_labels, latent_table, measure
 
 NAME = "sae"
 MIN_IMAGES = 32
@@ -39,8 +39,10 @@ CONTRACT = AuditContract(
         TableSpec("sae_training", _c("step:int mse:float aux:float l0:float dead:int"),
                   "training curve: normalised MSE, AuxK loss, active latents per row, dead latents (not with --load)"),
         TableSpec("sae_latents", _c("latent:int fire_rate:float mean_activation:float max_activation:float "
-                                    "top_images:str"),
-                  "one row per latent: share of images it fires on, activations, top image ids", key=("latent",)),
+                                    "q10:float q50:float q90:float top_images:str label:str? label_score:float? "
+                                    "labels:str?"),
+                  "one row per latent: share of images it fires on, activations (quantiles over the images it "
+                  "fires on), top image ids, SoftWPMI labels", key=("latent",)),
         TableSpec("sae_factors", _c("factor:str group:str domain:str n_pos:int n_neg:int latent:int "
                                     "latent_auroc:float latent_ci_low:float latent_ci_high:float neuron:int "
                                     "neuron_auroc:float neuron_ci_low:float neuron_ci_high:float probe_auroc:float "
@@ -82,6 +84,7 @@ class SAEAuditConfig:
             source is the toy world, else the source's labels).
         recall_threshold: held-out AUROC at which a factor counts as recovered.
         min_positives: factors with fewer positives (or negatives) in their domain are not scored.
+        labels: SoftWPMI concept labels per latent (CLIP-Dissect, the shipped concept set).
     """
 
     layer: str = "penultimate"
@@ -90,6 +93,7 @@ class SAEAuditConfig:
     classes: tuple[str, ...] = ()
     recall_threshold: float = 0.9
     min_positives: int = 20
+    labels: bool = True
 
 
 def _classes(source, config: SAEAuditConfig) -> list[str]:
@@ -154,7 +158,10 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
     classes = _classes(source, config)
     p = measure(model, source, layer, sae, tokens, classes=classes, image_batch=sae.config.image_batch,
                 progress=sink.progress)
-    sink.table("sae_latents", latent_table(p))
+    latents = latent_table(p)
+    if config.labels:
+        latents = latents.merge(latent_labels(model, p), on="latent", how="left")
+    sink.table("sae_latents", latents)
     summary = {"layer": layer.path, "n_images": len(p.ids), "latents": sae.n_latents, "k": sae.config.k,
                "variant": sae.config.variant, "tokens": tokens, "fvu": p.fvu, "l0": p.l0,
                "dead_fraction": p.dead_fraction, "recall_threshold": config.recall_threshold}

@@ -25,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--min-positives", type=int, default=20,
                    help="planted factors with fewer positives (or negatives) in their domain are not scored")
+    p.add_argument("--no-labels", action="store_true", help="skip the SoftWPMI concept labels of the latents")
     p.add_argument("--load", default=None, help="reuse the SAE of this run folder instead of training")
 
 
@@ -34,7 +35,8 @@ def config_from_args(args: argparse.Namespace):
 
     sae = SAEConfig(latents=args.latents, k=args.k, variant=args.variant, tokens=args.tokens, steps=args.steps,
                     batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    return SAEAuditConfig(layer=args.layer, sae=sae, load=args.load, min_positives=args.min_positives)
+    return SAEAuditConfig(layer=args.layer, sae=sae, load=args.load, min_positives=args.min_positives,
+                          labels=not args.no_labels)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ class SAEPass:
     clean_correct: np.ndarray | None
     spliced_correct: np.ndarray | None
     classes: list[str]
+    embeddings: np.ndarray | None = None
 
 
 def image_codes(codes: torch.Tensor, per: int) -> torch.Tensor:
@@ -65,11 +66,11 @@ def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
     head = model.classifier(list(classes)) if classes else None
     sq_err, sum_x, sum_xx, n_rows, active = 0.0, None, 0.0, 0, 0
     fires = torch.zeros(sae.n_latents, dtype=torch.long)
-    code_parts, neuron_parts, ids, clean, spl = [], [], [], [], []
+    code_parts, neuron_parts, emb_parts, ids, clean, spl = [], [], [], [], [], []
     batches = source.batches(model, image_batch)
     for batch in (progress(batches, desc="measure SAE") if progress else batches):
         with torch.no_grad():
-            emb, cache = run_with_cache(model, batch.pixels, layer, stop_at=head is None)
+            emb, cache = run_with_cache(model, batch.pixels, layer)
             rows = rows_of(cache[layer.path], layer, tokens).float().to(sae.mean.device)
             codes = sae.encode(rows)
             recon = sae.decode(codes)
@@ -83,6 +84,7 @@ def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
         code_parts.append(sparse.csr_matrix(img))
         neuron_parts.append(neurons(cache[layer.path], layer.layout, "mean").float().cpu().numpy())
         ids += batch.ids
+        emb_parts.append(emb.float().cpu().numpy())
         if head is not None:
             truth = batch.meta["label"].fillna("").astype(str).tolist() if "label" in batch.meta else [""] * len(batch.ids)
             with torch.no_grad():
@@ -101,22 +103,49 @@ def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
                    dead_fraction=float((fires == 0).float().mean()), fire_counts=fires.numpy(),
                    codes=sparse.vstack(code_parts).tocsr(), neurons=np.concatenate(neuron_parts), ids=ids,
                    clean_correct=np.array(clean, bool) if head is not None else None,
-                   spliced_correct=np.array(spl, bool) if head is not None else None, classes=list(classes or []))
+                   spliced_correct=np.array(spl, bool) if head is not None else None, classes=list(classes or []),
+                   embeddings=np.concatenate(emb_parts))
+
+
+def top_positions(p: SAEPass, k: int) -> torch.Tensor:
+    """(m, k) image positions per latent, strongest first; -1 where a latent fired on fewer images."""
+    codes = p.codes.tocsc()
+    out = torch.full((codes.shape[1], k), -1, dtype=torch.long)
+    for j in range(codes.shape[1]):
+        col = codes[:, j]
+        order = np.argsort(-col.data, kind="stable")[:k]
+        out[j, :len(order)] = torch.from_numpy(col.indices[order].astype(np.int64))
+    return out
+
+
+def latent_labels(model, p: SAEPass, k: int = 50, concepts: list[str] | None = None) -> pd.DataFrame:
+    """CLIP-Dissect SoftWPMI labels per latent (:func:`clipaudit.probes.labels.soft_wpmi`, latents as
+    units, the shipped concept set unless ``concepts`` is given, and :class:`~clipaudit.probes.labels.LabelConfig` defaults)."""
+    from clipaudit.probes.labels import LabelConfig, concept_probs, embed_concepts, label_neurons, read_concepts, soft_wpmi
+
+    cfg = LabelConfig()
+    concepts = read_concepts() if concepts is None else list(concepts)
+    probs = concept_probs(torch.from_numpy(p.embeddings), embed_concepts(model, concepts), cfg.temperature)
+    scores = soft_wpmi(probs, top_positions(p, k), cfg.lam)
+    table = label_neurons(scores, concepts, 3).rename(columns={"neuron": "latent"})
+    return table[["latent", "label", "label_score", "labels"]]
 
 
 def latent_table(p: SAEPass, top: int = 8) -> pd.DataFrame:
-    """One row per latent: firing rate, mean and max activation over images, top image ids."""
+    """One row per latent: firing rate, mean and max activation over images, top image ids, and the
+    activation quantiles (10/50/90%) over the images it fires on (the explorer's histogram)."""
     codes = p.codes.tocsc()
     n = codes.shape[0]
     rows = []
     for j in range(codes.shape[1]):
         col = codes[:, j]
         vals, idx = col.data, col.indices
-        order = np.argsort(-vals)[:top]
+        order = np.argsort(-vals, kind="stable")[:top]
+        q = np.quantile(vals, [0.1, 0.5, 0.9]) if len(vals) else [0.0, 0.0, 0.0]
         rows.append({"latent": j, "fire_rate": len(vals) / max(n, 1), "mean_activation": float(vals.sum() / max(n, 1)),
-                     "max_activation": float(vals.max()) if len(vals) else 0.0,
-                     "top_images": " ".join(p.ids[i] for i in idx[order])})
+                     "max_activation": float(vals.max()) if len(vals) else 0.0, "q10": float(q[0]),
+                     "q50": float(q[1]), "q90": float(q[2]), "top_images": " ".join(p.ids[i] for i in idx[order])})
     return pd.DataFrame(rows)
 
 
-__all__ = ["SAEPass", "image_codes", "latent_table", "measure"]
+__all__ = ["SAEPass", "image_codes", "latent_labels", "latent_table", "measure", "top_positions"]

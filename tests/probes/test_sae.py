@@ -71,10 +71,10 @@ def test_training_recovers_a_planted_sparse_dictionary(variant):
 
 def test_training_is_deterministic_by_seed():
     x, _ = _planted_sparse(1000)
-    cfg = SAEConfig(latents=32, k=3, steps=20, batch_size=128, buffer=512)
+    cfg = SAEConfig(latents=32, k=3, steps=8, batch_size=128, buffer=512)
     a, _ = train_sae(lambda: iter(x.split(300)), 24, cfg)
     b, _ = train_sae(lambda: iter(x.split(300)), 24, cfg)
-    c, _ = train_sae(lambda: iter(x.split(300)), 24, SAEConfig(latents=32, k=3, steps=20, batch_size=128,
+    c, _ = train_sae(lambda: iter(x.split(300)), 24, SAEConfig(latents=32, k=3, steps=8, batch_size=128,
                                                                buffer=512, seed=1))
     assert torch.equal(a.W_dec, b.W_dec) and torch.equal(a.W_enc, b.W_enc)
     assert not torch.equal(a.W_dec, c.W_dec)
@@ -247,3 +247,25 @@ def test_parse_edit_spec(text, latents, scale, clamp):
 def test_parse_edit_spec_refuses_bad_forms(text, needle):
     with pytest.raises(ClipauditError, match=needle):
         parse_edit_spec(text)
+
+
+def test_latent_labels_name_the_concept_of_a_latent_planted_on_one_class(tiny_rn):
+    """SoftWPMI with latents as units: a latent whose top images are the images most like 'apple'
+    (by the model's own embeddings) gets the label 'apple'."""
+    from scipy import sparse
+
+    from clipaudit.probes.labels import embed_concepts
+    from clipaudit.probes.sae_metrics import SAEPass, latent_labels
+
+    concepts = ["apple", "car", "tree", "boat"]
+    text = embed_concepts(tiny_rn, concepts)
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(60, text.shape[1])).astype(np.float32)
+    emb[:10] = text[0].numpy() * 5 + 0.01 * emb[:10]  # ten images that look like 'apple'
+    codes = np.zeros((60, 2), np.float32)
+    codes[:10, 0] = np.arange(10, 0, -1)  # latent 0 fires on them
+    codes[20:40, 1] = 1.0
+    p = SAEPass(0.0, 0.0, 0.0, np.zeros(2), sparse.csr_matrix(codes), np.zeros((60, 1)), [str(i) for i in range(60)],
+                None, None, [], embeddings=emb)
+    table = latent_labels(tiny_rn, p, k=10, concepts=concepts)
+    assert list(table["latent"]) == [0, 1] and table.loc[0, "label"] == "apple"

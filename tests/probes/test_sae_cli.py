@@ -8,7 +8,7 @@ import pytest
 from clipaudit.cli import main
 
 TINY = ["--model", "toy-vit", "--pretrained", "none", "--latents", "32", "--k", "4", "--steps", "3",
-        "--batch-size", "32", "--images", "toy", "--n-images", "120", "--min-positives", "4"]
+        "--batch-size", "32", "--images", "toy", "--n-images", "120", "--min-positives", "4", "--no-labels"]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,11 @@ def test_run_folder_holds_weights_config_tables_and_conforms_to_the_contract(sae
                 "neuron_factor_recall", "linear_probe_factor_recall"):
         assert key in s, key
     assert s["l0"] <= 4
+    import pandas as pd
+    latents = pd.read_csv(sae_run / "sae_latents.csv", keep_default_na=False)
+    assert list(latents["latent"]) == list(range(32))
+    fired = latents["fire_rate"] > 0
+    assert (latents.loc[fired, "q10"] <= latents.loc[fired, "q90"]).all()
 
 
 def test_load_reuses_the_weights_and_gives_the_same_measurements(sae_run, tmp_path):
