@@ -83,12 +83,24 @@ def render_page(store: RunStore, pathname: str | None, run_a: str | None, run_b:
                        "The run may be half-written or not follow docs/run-folders.md.", "error")
 
 
-def create_app(runs_dir: Path | str = "runs") -> Dash:
-    """A Dash app over the run folders in ``runs_dir`` (start with ``app.run(host, port)``)."""
+def create_app(runs_dir: Path | str = "runs", model=None) -> Dash:
+    """A Dash app over the run folders in ``runs_dir`` (start with ``app.run(host, port)``).
+
+    ``model`` (an :class:`~clipaudit.model.AuditModel`) adds the live bench at ``/bench``; without
+    it the dashboard only reads run folders.
+    """
     store = RunStore(Path(runs_dir))
+    extra: tuple = ()
+    if model is not None:
+        from .bench import MAX_UPLOAD_BYTES, Bench
+        from .page_bench import make_page
+
+        extra = (make_page(Bench(model)),)
     app = Dash(__name__, title="clipaudit", assets_folder=str(ASSETS), suppress_callback_exceptions=True,
                update_title=None)
     add_file_route(app.server, store.root)
+    if extra:  # room for a 50 MB upload as base64 in a callback request, and no more
+        app.server.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES * 4 // 3 + 1024 * 1024
     page_unit.add_export_route(app.server, store)
 
     def shell():
@@ -99,7 +111,7 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
             html.Header([
                 html.H1("clipaudit"),
                 html.Nav([dcc.Link(p.TITLE, href=p.PATH, className="nav-link", id=f"nav-{p.TITLE.lower()}")
-                          for p in pages()]),
+                          for p in (*pages(), *extra)]),
                 html.Div([html.Label("run A"),
                           dcc.Dropdown(id=ids.RUN_A, options=opts, value=a, clearable=False, persistence=True,
                                        persistence_type="session", className="run-select"),
@@ -117,7 +129,7 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
     @app.callback(Output(ids.PAGE, "children"), Input(ids.URL, "pathname"), Input(ids.RUN_A, "value"),
                   Input(ids.RUN_B, "value"), State(ids.URL, "search"))
     def _route(pathname, run_a, run_b, search):
-        return render_page(store, pathname, run_a, run_b, search)
+        return render_page(store, pathname, run_a, run_b, search, extra)
 
     @app.callback(Output(ids.RUN_A, "value"), Output(ids.RUN_B, "value"), Input(ids.URL, "search"))
     def _runs_from_url(search):
@@ -128,8 +140,9 @@ def create_app(runs_dir: Path | str = "runs") -> Dash:
         b = query.get("b", [None])[0]
         return (a if a in names else no_update), (b if b in names else no_update)
 
-    for page in pages():
+    for page in (*pages(), *extra):
         if hasattr(page, "register_callbacks"):
             page.register_callbacks(app, store)
     app.clipaudit_store = store  # for tests and the benchmark
+    app.clipaudit_bench = extra[0] if extra else None
     return app

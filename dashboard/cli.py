@@ -29,12 +29,18 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     runs = check_args(args)
     from .app import create_app
 
-    app = create_app(runs)
+    model = None
+    if args.model:
+        from clipaudit.model import load_model
+
+        model = load_model(args.model, pretrained=args.pretrained, device=args.device)
+    app = create_app(runs, model=model)
     n = len(app.clipaudit_store.runs())
     if args.host not in LOCAL_HOSTS:
         print(f"WARNING: serving on {args.host}: anyone who can reach this address can read these runs",
               file=sys.stderr)
-    print(f"clipaudit dashboard: {n} run(s) in {runs.resolve()} -> http://{args.host}:{args.port}/  (Ctrl-C stops)")
+    live = f"; live bench with {args.model} at /bench" if model is not None else " (read-only)"
+    print(f"clipaudit dashboard: {n} run(s) in {runs.resolve()}{live} -> http://{args.host}:{args.port}/  (Ctrl-C stops)")
     try:
         app.run(host=args.host, port=args.port, debug=False)
     except OSError as err:
@@ -51,3 +57,7 @@ def register(sub) -> None:
     p.add_argument("--runs", default="runs", help="folder of run folders (or one run folder)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind; keep 127.0.0.1 unless you mean to share")
     p.add_argument("--port", type=int, default=8050, help="port to serve on")
+    p.add_argument("--model", default=None, help="load this model (e.g. toy) for the live bench at /bench; "
+                                                 "without it the dashboard only reads run folders")
+    p.add_argument("--pretrained", default=None, help="weights for --model (tag or path)")
+    p.add_argument("--device", default="auto", help="device for --model: auto, cpu, cuda ...")

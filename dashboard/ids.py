@@ -74,3 +74,4 @@ BENCH_TOP = "bench-top"
 BENCH_MESSAGE = "bench-message"
 BENCH_ABLATION = "bench-ablation"
 BENCH_SOURCE = "bench-source"  # store: the uploaded image as a data URL (or None: use the scene)
+BENCH_UPLOAD_MESSAGE = "bench-upload-message"
