@@ -74,3 +74,29 @@ def test_sae_is_registered_but_not_run_by_clipaudit_audit():
     from clipaudit.audits import AUDITS
 
     assert AUDITS["sae"].plan is None and AUDITS.cli_module("sae") == "clipaudit.probes.sae_cli"
+
+
+def test_sae_edit_spec_runs_any_forward_under_the_edit(sae_run, tiny_vit, tiny_rn):
+    import torch
+
+    from clipaudit.data import toy_source
+    from clipaudit.errors import ClipauditError
+    from clipaudit.hooks import resolve_layer, run_with_cache
+    from clipaudit.probes.sae import load_sae_run, rows_of
+    from clipaudit.probes.sae_edit import sae_edit_from_spec
+
+    pixels = next(toy_source(8, seed=11).batches(tiny_vit, 8)).pixels
+    sae, meta = load_sae_run(sae_run)
+    layer = resolve_layer(tiny_vit, meta["layer"])
+    clean, cache = run_with_cache(tiny_vit, pixels, layer)
+    active = (sae.encode(rows_of(cache[layer.path], layer, meta["sae"]["tokens"])) > 0).sum(0).argmax().item()
+    with sae_edit_from_spec(tiny_vit, None):
+        same, _ = run_with_cache(tiny_vit, pixels, layer)
+    with sae_edit_from_spec(tiny_vit, f"{sae_run}:latents={active}"):
+        edited, _ = run_with_cache(tiny_vit, pixels, layer)
+    after, _ = run_with_cache(tiny_vit, pixels, layer)
+    assert torch.equal(same, clean) and torch.equal(after, clean)  # hooks gone after the block
+    assert not torch.allclose(edited, clean)
+    with pytest.raises(ClipauditError, match="trained on model 'toy-vit'"):
+        with sae_edit_from_spec(tiny_rn, f"{sae_run}:latents=0"):
+            pass
