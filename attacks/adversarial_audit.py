@@ -253,7 +253,7 @@ def _attack_source(model: AuditModel, source: ImageSource, setup: _Setup, config
         norm = linf if config.norm == "linf" else l2
         lo, hi = float(adv.min()), float(adv.max())
         out.worst_violation = max(out.worst_violation, float(norm.max()) - eps, -lo, hi - 1.0)
-        p_clean, p_adv = torch.softmax(clean_logits, -1).cpu(), torch.softmax(adv_logits, -1).cpu()
+        p_clean, p_adv = setup.head.probabilities(clean_logits).cpu(), setup.head.probabilities(adv_logits).cpu()
         t_idx = setup.target_index
         tr_pred = None
         if transfer_head is not None:

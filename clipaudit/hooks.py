@@ -93,7 +93,8 @@ def _aliases(model_arch: str, table: dict[str, Layer]) -> dict[str, str]:
     if model_arch == "resnet":
         blocks = [p for p in paths if re.fullmatch(r"visual\.layer\d+\.\d+", p)]
     else:
-        blocks = [p for p in paths if re.fullmatch(r"visual\.transformer\.resblocks\.\d+", p)]
+        blocks = [p for p in paths if re.fullmatch(r"visual\.transformer\.resblocks\.\d+", p)
+                  or re.fullmatch(r"visual\.body\.encoder\.layers\.\d+", p)]  # open_clip | transformers (clipaudit.hf)
     for i, p in enumerate(blocks):
         aliases[f"block:{i}"] = p
     if blocks:
@@ -101,8 +102,8 @@ def _aliases(model_arch: str, table: dict[str, Layer]) -> dict[str, str]:
         if model_arch == "resnet":
             aliases["penultimate"] = blocks[-1]
         else:
-            gelu = f"{blocks[-1]}.mlp.gelu"
-            aliases["penultimate"] = gelu if gelu in table else blocks[-1]
+            acts = [a for a in (f"{blocks[-1]}.mlp.gelu", f"{blocks[-1]}.mlp.activation_fn") if a in table]
+            aliases["penultimate"] = acts[0] if acts else blocks[-1]
     return aliases
 
 

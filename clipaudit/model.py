@@ -71,24 +71,42 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+SCORING_RULES = ("softmax", "sigmoid")
+
+
 class ZeroShotHead(torch.nn.Module):
     """A zero-shot classifier: calling it on pixels (B,3,H,W) in [0,1] returns logits (B, C).
 
     ``weights`` holds one L2-normalised text embedding per class (the mean of its templates'
-    embeddings, renormalised, as in the CLIP paper).
+    embeddings, renormalised, as in the CLIP paper). ``rule`` is how the model turns logits into
+    probabilities: ``softmax`` over classes (CLIP, Radford et al. 2021: logits = scale * cos) or
+    an independent ``sigmoid`` per class (SigLIP, Zhai et al. 2023: logits = scale * cos + bias);
+    :meth:`probabilities` applies it.
     """
 
     def __init__(self, model: "AuditModel", classnames: Sequence[str], templates: Sequence[str],
-                 weights: torch.Tensor) -> None:
+                 weights: torch.Tensor, rule: str = "softmax") -> None:
         super().__init__()
+        if rule not in SCORING_RULES:
+            raise ValueError(f"unknown scoring rule {rule!r}; valid: {', '.join(SCORING_RULES)}")
         self.audit_model = model
         self.classnames = list(classnames)
         self.templates = list(templates)
+        self.rule = rule
         self.register_buffer("weights", weights)
 
     def logits_from_embeddings(self, image_embeddings: torch.Tensor) -> torch.Tensor:
         emb = F.normalize(image_embeddings.float(), dim=-1)
-        return self.audit_model.logit_scale * emb @ self.weights.T.float()
+        logits = self.audit_model.logit_scale * emb @ self.weights.T.float()
+        if self.rule == "sigmoid":
+            logits = logits + self.audit_model.logit_bias
+        return logits
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, C) probabilities from this head's logits (B, C): a softmax over classes (rows sum
+        to 1) or, for sigmoid models, one independent sigmoid per class (rows need not sum to 1)."""
+        logits = logits.float()
+        return torch.sigmoid(logits) if self.rule == "sigmoid" else torch.softmax(logits, dim=-1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.logits_from_embeddings(self.audit_model.encode_images(pixels, normalize=False))
@@ -176,6 +194,24 @@ class AuditModel:
         return self.model.logit_scale.detach().float().exp()
 
     @property
+    def logit_bias(self) -> torch.Tensor | None:
+        """The learned logit bias of a sigmoid (SigLIP) model, else None."""
+        bias = getattr(self.model, "logit_bias", None)
+        return None if bias is None else bias.detach().float().reshape(())
+
+    @property
+    def scoring(self) -> str:
+        """``sigmoid`` for models trained with the sigmoid loss (they carry a logit bias), else ``softmax``."""
+        return "sigmoid" if self.logit_bias is not None else "softmax"
+
+    def scoring_rule(self) -> dict:
+        """The zero-shot scoring rule with its constants, as manifests record it."""
+        out = {"rule": self.scoring, "scale": float(self.logit_scale)}
+        if self.logit_bias is not None:
+            out["bias"] = float(self.logit_bias)
+        return out
+
+    @property
     def weights_hash(self) -> str:
         """sha256 (first 16 hex digits) of every tensor of the state dict, in key order."""
         if self._hash is None:
@@ -190,7 +226,8 @@ class AuditModel:
         """The facts every manifest records about the model, with the preprocessing used."""
         return {"name": self.name, "pretrained": self.pretrained, "random_init": self.random_init,
                 "arch": self.arch, "image_size": self.image_size, "weights_hash": self.weights_hash,
-                "precision": self.precision, "device": str(self.device), "preprocess": self.preprocessing()}
+                "precision": self.precision, "device": str(self.device), "preprocess": self.preprocessing(),
+                "scoring": self.scoring_rule()}
 
     def preprocessing(self) -> dict:
         """Mean, std, resize mode, interpolation, activation and where they came from."""
@@ -298,9 +335,19 @@ class AuditModel:
             out.append(self.model.encode_text(tokens).float())
         return torch.cat(out)
 
-    def classifier(self, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> ZeroShotHead:
+    def classifier(self, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
+                   rule: str | None = None) -> ZeroShotHead:
         """A zero-shot head over ``classnames``: each class is the renormalised mean of its
-        templates' normalised text embeddings (CLIP paper, section 3.1.4)."""
+        templates' normalised text embeddings (CLIP paper, section 3.1.4).
+
+        ``rule`` (default: the model's own, :attr:`scoring`) must match how the model was
+        trained. Raises ValueError for another rule: a sigmoid model has no softmax
+        temperature and a softmax model has no learned bias."""
+        rule = self.scoring if rule is None else rule
+        if rule != self.scoring:
+            raise ValueError(f"{self.name} scores with a {self.scoring} (its training loss"
+                             f"{' has a learned logit bias' if self.scoring == 'sigmoid' else ' has no logit bias'}); "
+                             f"a {rule} head over its logits is not its zero-shot classifier; use rule={self.scoring!r}")
         classnames = [str(c) for c in classnames]
         if not classnames:
             raise ValueError("classifier needs at least one class name")
@@ -311,7 +358,7 @@ class AuditModel:
         texts = [t.format(c) for c in classnames for t in templates]
         self._refuse_identical_heads(classnames, texts, len(templates))
         emb = self.encode_texts(texts).view(len(classnames), len(templates), -1).mean(1)
-        return ZeroShotHead(self, classnames, templates, F.normalize(emb, dim=-1)).to(self.device)
+        return ZeroShotHead(self, classnames, templates, F.normalize(emb, dim=-1), rule).to(self.device)
 
     def _refuse_identical_heads(self, classnames: list[str], texts: list[str], per_class: int) -> None:
         """Two classes whose every prompt reads the same after the cut would get one head twice."""
@@ -614,7 +661,14 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
     name = str(name).strip()
     if not name:
         raise ClipauditError("empty model name; use toy, an open_clip architecture, hf-hub:..., or a path")
-    if Path(name).expanduser().is_file():  # a file is a checkpoint, whatever its name (toy_x.pt too)
+    from clipaudit.hf import resolve as _hf_folder
+
+    hf_folder = _hf_folder(name)  # a folder or a cached hub id: transformers CLIP/SigLIP
+    if hf_folder is not None:
+        from clipaudit.hf import load_hf
+
+        model = load_hf(hf_folder, name, device, precision)
+    elif Path(name).expanduser().is_file():  # a file is a checkpoint, whatever its name (toy_x.pt too)
         if pretrained_tag:
             raise ClipauditError("--pretrained-tag applies to an open_clip architecture loaded from a checkpoint "
                                  "path (--model ARCH --pretrained PATH)")

@@ -86,10 +86,11 @@ def read_templates(path: str | None) -> list[str]:
 
 @torch.no_grad()
 def predict_probs(head: ZeroShotHead, pixels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Softmax probabilities (B, C) of the zero-shot head on pixels in [0, 1]."""
+    """Probabilities (B, C) of the zero-shot head on pixels in [0, 1], by the head's own rule
+    (:meth:`ZeroShotHead.probabilities`: softmax, or one sigmoid per class for SigLIP)."""
     out = []
     for i in range(0, len(pixels), batch_size):
-        out.append(torch.softmax(head(pixels[i:i + batch_size]), dim=-1).cpu())
+        out.append(head.probabilities(head(pixels[i:i + batch_size])).cpu())
     return torch.cat(out) if out else torch.zeros(0, len(head.classnames))
 
 

@@ -36,7 +36,7 @@ def write_word_on(images: list, word: str, seed: int) -> list[Image.Image]:
 
 @torch.no_grad()
 def _probs(head, pixels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    out = [torch.softmax(head(pixels[i:i + batch_size]).float(), -1).cpu() for i in range(0, len(pixels), batch_size)]
+    out = [head.probabilities(head(pixels[i:i + batch_size])).cpu() for i in range(0, len(pixels), batch_size)]
     return torch.cat(out)
 
 
