@@ -87,7 +87,7 @@ def edits(model, layer, sae, tokens, p, items, quick):
         return float(np.mean(correct))
 
     def typo():
-        r = typo_audit(model, typo_src, TypographicConfig(target="pizza", n=len(typo_src), n_resamples=200))
+        r = typo_audit(model, typo_src, TypographicConfig(target="pizza", n_resamples=200))
         return r.summary["attack_success_rate"], r.summary["attack_success_ci"]
 
     def ratios():
@@ -120,9 +120,11 @@ def main() -> None:
     ap.add_argument("--skip-edits", action="store_true")
     ap.add_argument("--skip-sweep", action="store_true")
     ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--n-train", type=int, default=20000)
+    ap.add_argument("--n-eval", type=int, default=8000)
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    n_train, n_eval = (2000, 1500) if args.quick else (20000, 8000)
+    n_train, n_eval = (2000, 1500) if args.quick else (args.n_train, args.n_eval)
     steps = 30 if args.quick else args.steps
     train_src, eval_src = toy_source(n_train, seed=777), toy_source(n_eval, seed=99)
     rn = load_model("toy-rn", device=device)

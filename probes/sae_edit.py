@@ -15,9 +15,9 @@ audit can run under (:func:`sae_edit_from_spec`).
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 
@@ -180,7 +180,7 @@ def add_edit_argument(parser) -> None:
                              "the default), scaled or clamped; the reconstruction error is kept")
 
 
-def edit_from_args(model, args) -> "contextmanager":
+def edit_from_args(model, args) -> AbstractContextManager[None]:
     """The context an audit command runs its audit in: the ``--sae-edit`` of ``args`` (or none).
 
     The spec is parsed first, so a malformed value fails before any model work.

@@ -5,8 +5,6 @@ scikit-learn (AUROC) and statsmodels (Wilson interval), never from the code unde
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
