@@ -41,7 +41,7 @@ NORM_TOLERANCE = 1e-6
 DEFAULT_STEPS = 10
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdversarialConfig:
     """One field per ``clipaudit adversarial`` flag.
 
@@ -62,8 +62,6 @@ class AdversarialConfig:
         mode: ``classifier`` (cross-entropy on the zero-shot head) or ``embedding`` (cosine to
             the target text, or away from the clean image embedding).
         eps_sweep: budgets for the robust-accuracy-vs-eps curve (the main eps is always in it).
-        images: image source spec (``toy``, ``toy:N``, a folder or a CSV); read by the CLI.
-        n: images from the toy world when ``images`` is ``toy``.
         classes: class-list file (default: toy object classes / class folders).
         templates: prompt-template file (default: "a photo of a {}.").
         batch_size: images attacked together.
@@ -83,8 +81,6 @@ class AdversarialConfig:
     random_start: bool = True
     mode: str = "classifier"
     eps_sweep: tuple[float, ...] = ()
-    images: str = "toy"
-    n: int = 64
     classes: str | None = None
     templates: str | None = None
     batch_size: int = 32
@@ -95,7 +91,7 @@ class AdversarialConfig:
 
     def __post_init__(self) -> None:
         if self.steps is None:
-            self.steps = 1 if self.attack == "fgsm" else DEFAULT_STEPS
+            object.__setattr__(self, "steps", 1 if self.attack == "fgsm" else DEFAULT_STEPS)
 
     def validate(self, image_size: int | None = None) -> "AdversarialConfig":
         """Raise :class:`ClipauditError` on the first bad field (before any work is done)."""
@@ -543,9 +539,10 @@ def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run
 
 # ------------------------------------------------------------------ registry entry (clipaudit.audits)
 
-def run(model: AuditModel, source: ImageSource, config: AdversarialConfig, sink) -> Result:
+def run(model: AuditModel, source: ImageSource, config: AdversarialConfig, sink,
+        transfer_model: AuditModel | None = None) -> Result:
     """The registry's call shape: :func:`audit` writing through ``sink`` (a ResultSink)."""
-    return audit(model, source, config, run=sink, progress=sink.progress)
+    return audit(model, source, config, run=sink, progress=sink.progress, transfer_model=transfer_model)
 
 
 def plan(args) -> list[str]:

@@ -26,8 +26,7 @@ def config_from_args(args: argparse.Namespace):
     cfg = AdversarialConfig(target=args.target, attack=args.attack, eps=parse_eps(args.eps), norm=args.norm,
                             steps=args.steps, restarts=args.restarts, step_size=step,
                             random_start=not args.no_random_start, mode=args.mode,
-                            eps_sweep=_eps_list(args.eps_sweep), images=args.images, n=args.n,
-                            classes=args.classes, templates=args.templates, batch_size=args.batch_size,
+                            eps_sweep=_eps_list(args.eps_sweep), classes=args.classes, templates=args.templates, batch_size=args.batch_size,
                             early_stop=not args.no_early_stop, sanity_n=args.sanity_n, examples=args.examples,
                             seed=args.seed)
     if args.n < 1:
@@ -41,10 +40,10 @@ def _fmt_eps(eps: float) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from clipaudit.attacks.adversarial_audit import SECTION, audit
+    from clipaudit.attacks.adversarial_audit import SECTION
     from clipaudit.cli import model_from_args, progress
     from clipaudit.data import open_source
-    from clipaudit.runs import RunFolder
+    from clipaudit.runner import run_audit
 
     from clipaudit.distributed import init_distributed_from_env
 
@@ -56,7 +55,7 @@ def _cmd(args: argparse.Namespace) -> int:
         print(f"rank {rank}/{world}: the adversarial audit runs on rank 0 only; nothing to do here", file=sys.stderr)
         return 0
     # on the toy: clean object scenes, so the true class is the label
-    source = open_source(cfg.images, n=cfg.n, seed=1234 + cfg.seed, kind="object", text=False)
+    source = open_source(args.images, n=args.n, seed=1234 + cfg.seed, kind="object", text=False)
     transfer = None
     if args.transfer_to:
         import warnings
@@ -66,9 +65,10 @@ def _cmd(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             transfer = load_model(args.transfer_to, args.transfer_pretrained, args.device, "fp32")
-    run = RunFolder.create("adversarial", args.out, model=model, seed=cfg.seed, config=cfg.record())
-    with run:
-        result = audit(model, source, cfg, run=run, progress=progress, transfer_model=transfer)
+    result, run = run_audit("adversarial", model, source, cfg, out=args.out, seed=cfg.seed, progress=progress,
+                            inputs={"images": args.images, "n": args.n, "seed": 1234 + cfg.seed, "kind": "object",
+                                    "text": False},
+                            options={"transfer_model": transfer} if transfer is not None else None)
     s = result.summary
     if s.get("target_added"):
         print(f"note: target {s['target']!r} was not in the class list; it was added ({s['n_classes']} classes)")

@@ -47,7 +47,7 @@ _FLOAT_KEYS = {"opacity", "rotation"}
 _BOOL_KEYS = {"outline"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class TypographicConfig:
     """Everything ``clipaudit typographic`` takes; each field is one flag.
 
@@ -55,8 +55,6 @@ class TypographicConfig:
         target: the class the attack should push predictions to (and, by default, the word written).
         word: the text written when it differs from the target (e.g. "$$$" toward "piggy bank",
             or a non-word as a control); None = the target.
-        images: image source spec (``toy``, ``toy:N``, a folder, a CSV); the CLI opens it.
-        n: number of toy scenes when ``images`` is ``toy``.
         classes: class-list file (None = the default classes); the target is matched to a class
             ignoring case and spacing, added if it names none, refused if it nearly duplicates one.
         templates: prompt-template file (None = "a photo of a {}.").
@@ -75,8 +73,6 @@ class TypographicConfig:
 
     target: str = "pizza"
     word: str | None = None
-    images: str = "toy"
-    n: int = 200
     classes: str | None = None
     templates: str | None = None
     style: str = "note"

@@ -24,7 +24,7 @@ def config_from_args(args: argparse.Namespace):
     check_target(args.target)
     if args.n < 1:
         raise ClipauditError(f"--n must be >= 1 toy images, got {args.n}")
-    return TypographicConfig(target=args.target, word=args.word, images=args.images, n=args.n, classes=args.classes,
+    return TypographicConfig(target=args.target, word=args.word, classes=args.classes,
                             templates=args.templates, style=args.style, size=args.size, color=args.color,
                             opacity=args.opacity, position=args.position, repeat=args.repeat,
                             rotation=args.rotation, font=args.font, outline=not args.no_outline,
@@ -37,11 +37,11 @@ def _cmd(args: argparse.Namespace) -> int:
     from clipaudit.attacks.typographic_audit import audit, prepare
     from clipaudit.cli import model_from_args, progress
     from clipaudit.distributed import init_distributed_from_env
-    from clipaudit.runs import RunFolder
+    from clipaudit.runner import run_audit
 
     cfg = config_from_args(args)
     model = model_from_args(args)
-    source = _open_images(cfg.images, cfg.n, cfg.seed)
+    source = _open_images(args.images, args.n, cfg.seed)
     target, word, _, _, added, *_ = prepare(model, source, cfg)  # every bad input fails before any model work
     if init_distributed_from_env(model.device)[0] != 0:  # torchrun: this rank's shard; rank 0 writes
         audit(model, source, cfg)
@@ -50,9 +50,9 @@ def _cmd(args: argparse.Namespace) -> int:
         print(f"note: target {args.target!r} matched the class {target!r}")
     if added:
         print(f"note: target {target!r} was not in the class list; added it")
-    run = RunFolder.create("typographic", args.out, model=model, seed=cfg.seed, config=vars(cfg).copy())
-    with run:
-        res = audit(model, source, cfg, run=run, progress=progress)
+    res, run = run_audit("typographic", model, source, cfg, out=args.out, seed=cfg.seed, progress=progress,
+                         inputs={"images": args.images, "n": args.n, "seed": 1234 + cfg.seed, "kind": "object",
+                                 "text": False})
     s = res.summary
     if source.skipped:  # unreadable files: said out loud, as the other audits do
         print(f"note: {len(source.skipped)} image(s) could not be read and were left out: "

@@ -4,7 +4,7 @@ multiplicity control, label-set sensitivity, retrieval skew, WEAT, and report ex
 A measurement probe, not a face or demographic classifier; surveillance uses are out of scope.
 """
 from clipaudit.bias.audit import PROBES, SCOPE_NOTE, BiasConfig, Embeddings, audit, embed_images, headline
-from clipaudit.bias.datasets import (BiasDataset, fairface_source, open_dataset, toy_people_source,
+from clipaudit.bias.datasets import (fairface_source, open_dataset, toy_people_source,
                                      utkface_source)
 from clipaudit.bias.labelsets import LabelSet, WeatTest, build_label_set, load_label_set
 from clipaudit.bias.metrics import kl_divergence, max_skew, ndkl, skews, weat_association, weat_effect_size
@@ -14,7 +14,7 @@ from clipaudit.bias.report import REPORT_FORMATS, write_report
 
 __all__ = [
     "PROBES", "SCOPE_NOTE", "BiasConfig", "Embeddings", "audit", "embed_images", "headline",
-    "BiasDataset", "fairface_source", "open_dataset", "toy_people_source", "utkface_source",
+    "fairface_source", "open_dataset", "toy_people_source", "utkface_source",
     "LabelSet", "WeatTest", "build_label_set", "load_label_set",
     "kl_divergence", "max_skew", "ndkl", "skews", "weat_association", "weat_effect_size",
     "denigration", "image_weat", "intersectional", "label_sensitivity", "retrieval_skew", "text_weat",

@@ -8,6 +8,8 @@ Each table is saved to the run folder as soon as its probe finishes (Ctrl-C keep
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -18,7 +20,6 @@ import torch
 from clipaudit import contract
 from clipaudit.audits import Audit, Headline, PairedMetric, column
 from clipaudit.bias import probes
-from clipaudit.bias.datasets import BiasDataset, open_dataset
 from clipaudit.bias.labelsets import LabelSet, load_label_set
 from clipaudit.data import ImageSource
 from clipaudit.distributed import distributed_context, gather
@@ -36,12 +37,10 @@ SCOPE_NOTE = ("Scope: clipaudit's bias probe measures how a CLIP model treats im
               "decision about individuals are out of scope.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BiasConfig:
     """Settings of one bias audit; each field is the CLI flag of the same name."""
 
-    dataset: str = "toy"
-    layout: str = "auto"
     attributes: tuple[str, ...] = ()
     probe: tuple[str, ...] = ("all",)
     labels: str | None = None
@@ -50,7 +49,6 @@ class BiasConfig:
     bootstrap: int = 2000
     permutations: int = 2000
     target: str = "dataset"
-    n: int = 600
     batch_size: int = 64
     alpha: float = 0.05
     seed: int = 0
@@ -221,14 +219,14 @@ def headline(tables: dict[str, pd.DataFrame], alpha: float = 0.05) -> dict:
 
 
 @in_eval_mode
-def audit(model, source: BiasDataset | ImageSource | None, config: BiasConfig | None = None,
+def audit(model, source: ImageSource, config: BiasConfig | None = None,
           run: RunFolder | None = None, progress: Callable | None = None) -> Result:
     """Run the chosen bias probes on ``source`` with ``model``.
 
     Args:
         model: an :class:`~clipaudit.model.AuditModel`.
-        source: a :class:`BiasDataset` (from :func:`open_dataset`), an ``ImageSource`` with the
-            attribute columns, or None to open ``config.dataset``.
+        source: an :class:`~clipaudit.data.ImageSource` whose ``attributes`` name its group
+            columns (as :func:`open_dataset` returns it; ``config.attributes`` overrides).
         config: :class:`BiasConfig`.
         run: when given, each table is written as soon as its probe finishes.
 
@@ -238,31 +236,37 @@ def audit(model, source: BiasDataset | ImageSource | None, config: BiasConfig | 
         (those of the chosen probes) and the headline summary of ``docs/run-folders.md``.
 
     Example:
-        >>> res = audit(load_model("toy"), None, BiasConfig(dataset="toy:400", probe=("weat",)))
+        >>> res = audit(load_model("toy"), open_dataset("toy:400"), BiasConfig(probe=("weat",)))
         >>> res.tables["bias_weat"][["test", "d", "p_holm"]]
     """
     cfg = config or BiasConfig()
     cfg.validate()
     if source is None:
-        source = open_dataset(cfg.dataset, cfg.layout, cfg.attributes, n=cfg.n, seed=cfg.seed + 1234)
-    if isinstance(source, ImageSource):
-        if not cfg.attributes:
-            raise ClipauditError("an ImageSource needs config.attributes (which columns hold the groups)")
-        source = BiasDataset(source, "source", tuple(cfg.attributes))
-    layout = source.layout
+        raise ClipauditError("the bias audit needs an image source with group attributes: "
+                             "clipaudit.bias.open_dataset('toy:400') or your own (see open_dataset)")
+    if cfg.attributes:  # the config names the group columns: they win over the source's defaults
+        missing = [a for a in cfg.attributes if a not in source.items.columns]
+        if missing:
+            raise ClipauditError(f"attribute(s) {', '.join(missing)} are not columns of {source.description}; "
+                                 f"columns: {', '.join(c for c in source.items.columns if c != 'id')}")
+        source = dataclasses.replace(source, attributes=tuple(cfg.attributes))
+    if not source.attributes:
+        raise ClipauditError(f"{source.description} names no group attributes: set config.attributes "
+                             "(--attributes), e.g. gender,age")
+    layout = source.layout or "source"
     label_set = load_label_set("toy" if layout == "toy" else "fairface", cfg.labels, cfg.prompts)
     chosen = cfg.probes()
     attrs = list(source.attributes)
 
-    emb = embed_images(model, source.source, cfg.batch_size, progress)
+    emb = embed_images(model, source, cfg.batch_size, progress)
     result = Result("bias")
-    summary = {"dataset": source.source.description, "layout": layout, "dataset_hash": source.content_hash(),
-               "n_images": int(len(emb.meta)), "n_skipped": len(source.source.skipped), "attributes": attrs,
+    summary = {"dataset": source.description, "layout": layout, "dataset_hash": source.content_hash(),
+               "n_images": int(len(emb.meta)), "n_skipped": len(source.skipped), "attributes": attrs,
                "probes": list(chosen), "label_set": label_set.describe(), "k": cfg.k, "bootstrap": cfg.bootstrap,
                "permutations": cfg.permutations, "target": cfg.target, "seed": cfg.seed, "alpha": cfg.alpha,
                "model_hash": getattr(model, "weights_hash", None), "scope_note": SCOPE_NOTE}
-    if source.source.skipped:
-        result.tables["skipped"] = source.source.skipped_table()
+    if source.skipped:
+        result.tables["skipped"] = source.skipped_table()
 
     def finish(name: str, df: pd.DataFrame) -> None:
         result.tables[name] = df

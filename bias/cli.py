@@ -43,34 +43,42 @@ def register(sub) -> None:
     p.add_argument("--to", default=None, help="report path (default: inside the run folder)")
 
 
+def config_from_args(args: argparse.Namespace):
+    """The config the flags describe, validated before anything loads."""
+    from clipaudit.bias.audit import BiasConfig
+    from clipaudit.cli import parse_list
+
+    cfg = BiasConfig(attributes=tuple(parse_list(args.attributes)), probe=tuple(parse_list(args.probe)),
+                     labels=args.labels, prompts=args.prompts, k=args.k, bootstrap=args.bootstrap,
+                     permutations=args.permutations, target=args.target, batch_size=args.batch_size,
+                     alpha=args.alpha, seed=args.seed)
+    cfg.validate()
+    return cfg
+
+
 def _cmd_bias(args: argparse.Namespace) -> int:
     if args.action == "report":
         return _cmd_report(args)
     if args.run_dir is not None:
         raise ClipauditError(f"unexpected argument {args.run_dir!r}; to export a run use "
                              "'clipaudit bias report RUN_DIR --format html'")
-    from clipaudit.bias.audit import BiasConfig, audit, config_dict
+    from clipaudit.bias.audit import audit
     from clipaudit.bias.datasets import open_dataset
     from clipaudit.bias.labelsets import load_label_set
-    from clipaudit.cli import model_from_args, parse_list, progress
+    from clipaudit.cli import model_from_args, progress
     from clipaudit.distributed import init_distributed_from_env
-    from clipaudit.runs import RunFolder
+    from clipaudit.runner import run_audit
 
-    cfg = BiasConfig(dataset=args.dataset, layout=args.layout, attributes=tuple(parse_list(args.attributes)),
-                     probe=tuple(parse_list(args.probe)), labels=args.labels, prompts=args.prompts, k=args.k,
-                     bootstrap=args.bootstrap, permutations=args.permutations, target=args.target, n=args.n,
-                     batch_size=args.batch_size, alpha=args.alpha, seed=args.seed)
-    cfg.validate()
-    source = open_dataset(cfg.dataset, cfg.layout, cfg.attributes, n=cfg.n, seed=cfg.seed + 1234)
+    cfg = config_from_args(args)
+    source = open_dataset(args.dataset, args.layout, cfg.attributes, n=args.n, seed=cfg.seed + 1234)
     load_label_set("toy" if source.layout == "toy" else "fairface", cfg.labels, cfg.prompts)  # fail before the model loads
     model = model_from_args(args)
     if init_distributed_from_env(model.device)[0] != 0:  # torchrun: this rank embeds its shard; rank 0 writes
         audit(model, source, cfg)
         return 0
-    run = RunFolder.create("bias", args.out, model=model, seed=args.seed, config=config_dict(cfg))
-    with run:
-        result = audit(model, source, cfg, run=run, progress=progress)
-        result.save(run)
+    result, run = run_audit("bias", model, source, cfg, out=args.out, seed=args.seed, progress=progress,
+                            inputs={"dataset": args.dataset, "layout": args.layout, "n": args.n,
+                                    "seed": cfg.seed + 1234})
     s = result.summary
     print(f"bias: {s['n_images']} images of {s['dataset']} ({s['n_skipped']} skipped), attributes "
           f"{', '.join(s['attributes'])}, label set {s['label_set']['name']}")

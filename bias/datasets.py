@@ -9,10 +9,8 @@ cannot be used (malformed UTKFace names, unknown label values, missing files) ar
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -33,25 +31,6 @@ UTK_AGE_BINS = ((0, 2, "0-2"), (3, 9, "3-9"), (10, 19, "10-19"), (20, 29, "20-29
 DEFAULT_ATTRIBUTES = {"fairface": ("race", "gender", "age"), "utkface": ("race", "gender", "age"),
                       "toy": ("skin", "hair", "age"), "csv": ()}
 _UTK_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d+)")
-
-
-@dataclass
-class BiasDataset:
-    """An image source, the layout it was read as, and the attributes to probe."""
-
-    source: ImageSource
-    layout: str
-    attributes: tuple[str, ...]
-
-    @property
-    def items(self) -> pd.DataFrame:
-        return self.source.items
-
-    def content_hash(self) -> str:
-        """sha256 (16 hex) of the ids and attribute values: names the exact probe set."""
-        cols = ["id", *self.attributes]
-        text = self.items[cols].astype(str).to_csv(index=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _age_bin(age: int) -> str:
@@ -221,7 +200,7 @@ def detect_layout(spec: str) -> str:
 
 
 def open_dataset(spec: str, layout: str = "auto", attributes: Sequence[str] = (), n: int = 600,
-                 seed: int = 1234) -> BiasDataset:
+                 seed: int = 1234) -> ImageSource:
     """Read ``--dataset`` as ``layout`` and check the attributes exist.
 
     Args:
@@ -275,4 +254,4 @@ def open_dataset(spec: str, layout: str = "auto", attributes: Sequence[str] = ()
         if n_dups:
             print(f"note: {n_dups} duplicate row(s) of {source.description} dropped (each image counted once); "
                   "listed in the run's skipped table", file=sys.stderr)
-    return BiasDataset(source, layout, attrs)
+    return dataclasses.replace(source, layout=layout, attributes=tuple(attrs))

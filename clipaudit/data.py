@@ -24,6 +24,7 @@ Every source yields :class:`Batch` objects with pixels in [0, 1] at the model's 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 import itertools
@@ -154,8 +155,21 @@ class Batch:
 
 @dataclass
 class ImageSource:
-    """A list of images with attributes. ``items`` has one row per image: ``id`` plus any
-    attribute columns (``label`` for class folders, dataset columns for CSVs)."""
+    """A list of images with attributes: the one input type every audit takes.
+
+    Attributes:
+        items: one row per image: ``id`` plus any attribute columns (``label`` for class
+            folders, dataset columns for CSVs, the planted facts for toy scenes).
+        loader: ``row -> image`` (PIL or uint8 array), decoded by :func:`load_image`'s rules.
+        description: where the images come from (for messages and manifests).
+        skipped: ``(id, reason)`` of images that could not be decoded.
+        classnames: the class vocabulary of the ``label`` column when the source knows it (the
+            toy world's object classes; a labelled dataset's class list), else None.
+        pictures: ``(concept, n, seed) -> images`` drawing fresh pictures of a concept (the toy
+            world), or None; audits fall back to the source's own labelled images.
+        attributes: columns holding demographic groups (bias audits), empty if none.
+        layout: the dataset layout it was read as (toy, fairface, utkface, csv, folder, ...).
+    """
 
     items: pd.DataFrame
     loader: Callable[[pd.Series], Image.Image | np.ndarray]
@@ -163,6 +177,18 @@ class ImageSource:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     workers: int = 4
     read_ahead: int = 2
+    classnames: tuple[str, ...] | None = None
+    pictures: Callable[[str, int, int], list] | None = None
+    attributes: tuple[str, ...] = ()
+    layout: str = ""
+
+    def content_hash(self) -> str:
+        """sha256 (16 hex) of the ids and attribute values: names the exact probe set."""
+        import hashlib
+
+        cols = ["id", *[a for a in self.attributes if a in self.items.columns]]
+        text = self.items[cols].astype(str).to_csv(index=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -175,8 +201,8 @@ class ImageSource:
         return pd.DataFrame(self.skipped, columns=["id", "reason"])
 
     def subset(self, mask: Sequence[bool] | np.ndarray) -> "ImageSource":
-        return ImageSource(self.items[np.asarray(mask, dtype=bool)].reset_index(drop=True), self.loader,
-                           self.description, self.skipped, self.workers, self.read_ahead)
+        """The rows where ``mask`` is True, sharing this source's skip list and everything it knows."""
+        return dataclasses.replace(self, items=self.items[np.asarray(mask, dtype=bool)].reset_index(drop=True))
 
     def shard(self, rank: int, world_size: int) -> "ImageSource":
         """Every ``world_size``-th item from ``rank`` (data-parallel runs)."""
@@ -326,7 +352,10 @@ def toy_source(n: int = 512, seed: int = 1234, kind: str | None = None, **force)
                      "word_kind": sc.word_kind, "colour": sc.colour,
                      "skin": f"tone{sc.skin}" if sc.skin >= 0 else "", "hair": sc.hair, "age": sc.age,
                      "role": sc.role, "caption": sc.caption})
-    return ImageSource(pd.DataFrame(rows), lambda row: scenes[str(row["id"])], f"toy:seed={seed}", workers=1)
+    from clipaudit.toy.world import OBJECT_CLASSES, object_pictures
+
+    return ImageSource(pd.DataFrame(rows), lambda row: scenes[str(row["id"])], f"toy:seed={seed}", workers=1,
+                       classnames=tuple(OBJECT_CLASSES), pictures=object_pictures, layout="toy")
 
 
 def open_source(spec: str | Path, n: int = 512, seed: int = 1234, kind: str | None = None, **toy_force) -> ImageSource:

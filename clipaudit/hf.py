@@ -20,10 +20,11 @@ Requires the optional extra ``clipaudit[hf]`` (``transformers>=4.45``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -215,13 +216,14 @@ def load_hf(folder: Path | str, name: str, device: str = "auto", precision: str 
     cfg = read_config(folder)
     transformers = _require_transformers()
     cls = getattr(transformers, DUAL_ENCODERS[cfg["model_type"]])
-    try:
-        hf_model = cls.from_pretrained(str(folder), local_files_only=True)
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise ClipauditError(f"cannot load the {cls.__name__} weights in {str(folder)!r} ({first}); "
-                             "the folder needs config.json and model.safetensors (or pytorch_model.bin)") from None
-    tokenizer, processor = _text_and_image_processors(transformers, folder)
+    with _quiet_transformers(transformers):
+        try:
+            hf_model = cls.from_pretrained(str(folder), local_files_only=True)
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise ClipauditError(f"cannot load the {cls.__name__} weights in {str(folder)!r} ({first}); "
+                                 "the folder needs config.json and model.safetensors (or pytorch_model.bin)") from None
+        tokenizer, processor = _text_and_image_processors(transformers, folder)
     context = int(cfg.get("text_config", {}).get("max_position_embeddings")
                   or hf_model.config.text_config.max_position_embeddings)
     mean = tuple(float(v) for v in processor.image_mean)
@@ -231,6 +233,22 @@ def load_hf(folder: Path | str, name: str, device: str = "auto", precision: str 
                    mean, std, pcfg)
     return HFAuditModel(base.model, base.name, base.pretrained, base.tokenizer, base.device, base.precision,
                         base.mean, base.std, base.preprocess_cfg, image_processor=processor, hf_config=cfg)
+
+
+@contextlib.contextmanager
+def _quiet_transformers(transformers) -> Iterator[None]:
+    """Hold back transformers' loading progress bars and config notes while clipaudit loads
+    (clipaudit reports problems itself, in one line); restored on exit."""
+    log = transformers.utils.logging
+    level, bars = log.get_verbosity(), log.is_progress_bar_enabled()
+    log.set_verbosity_error()
+    log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        log.set_verbosity(level)
+        if bars:
+            log.enable_progress_bar()
 
 
 def _text_and_image_processors(transformers, folder: Path):

@@ -163,6 +163,8 @@ class AuditModel:
     _hash: str | None = field(default=None, repr=False)
     _layer_table: dict | None = field(default=None, repr=False)
     text_cache: bool = True  # read/write the on-disk text-embedding cache (clipaudit.textcache)
+    classnames: tuple[str, ...] | None = None  # the class vocabulary of the model's world, when known (toy)
+    pictures: Callable | None = None  # (concept, n, seed) -> fresh pictures from the model's world (toy)
 
     # -- facts --------------------------------------------------------------------------
     @property
@@ -690,4 +692,9 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
         model = _load_open_clip(name, str(shipped_weights()[name]) if shipped else pretrained, device, precision,
                                 pretrained_tag, shipped=shipped)
     model.text_cache = text_cache
+    if model.name in toy_architectures():  # the toy knows the class vocabulary of its world
+        from clipaudit.toy.world import OBJECT_CLASSES, object_pictures
+
+        model.classnames = tuple(OBJECT_CLASSES)
+        model.pictures = object_pictures
     return model

@@ -6,19 +6,21 @@ its contract, eval mode, progress bars and status all happen here, identically f
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
 from clipaudit.audits import AUDITS
 from clipaudit.model import eval_mode
 from clipaudit.result import Result
-from clipaudit.runs import RunFolder
+from clipaudit.runs import MANIFEST, RunFolder
 from clipaudit.sink import ResultSink
 
 
 def run_audit(name: str, model, source, config, out: str | Path | None = None, seed: int | None = None,
               progress: Callable | None = None, log: Callable[[str], None] | None = None,
-              write: bool = True, extra: dict | None = None) -> tuple[Result, RunFolder | None]:
+              write: bool = True, extra: dict | None = None,
+              inputs: dict | None = None, options: dict | None = None) -> tuple[Result, RunFolder | None]:
     """Run audit ``name`` on ``model`` over ``source`` with ``config``.
 
     Args:
@@ -32,6 +34,10 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
         progress, log: presentation callbacks for the sink.
         write: False keeps results in memory only (other torchrun ranks, notebooks).
         extra: more manifest fields (e.g. ``world_size``).
+        inputs: how ``source`` was opened (the CLI's image flags: spec, count, seed), kept under
+            ``manifest.json["inputs"][name]`` so the run can be reproduced from its manifest.
+        options: extra keyword arguments for the audit's ``run`` (objects that are not config,
+            e.g. the adversarial audit's ``transfer_model``).
 
     Returns:
         ``(result, run)``; ``run`` is None when ``write`` is False.
@@ -45,13 +51,17 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
     if not write:
         sink = ResultSink(audit.contract, None, progress=progress, log=log)
         with eval_mode(model):
-            return audit.run(model, source, config, sink), None
+            return audit.run(model, source, config, sink, **(options or {})), None
     cfg = audit.config_dict(config)
     run = RunFolder.create(name, out, model=model, seed=seed, config=cfg, extra=extra)
     with run:  # RunFolder.create keeps cfg under manifest["configs"][name], with per-audit provenance
+        if inputs is not None:
+            manifest = json.loads((run.path / MANIFEST).read_text())
+            known = manifest.get("inputs") if isinstance(manifest.get("inputs"), dict) else {}
+            run.update_manifest({"inputs": {**known, name: inputs}})
         sink = ResultSink(audit.contract, run, progress=progress, log=log)
         with eval_mode(model):
-            result = audit.run(model, source, config, sink)
+            result = audit.run(model, source, config, sink, **(options or {}))
     return result, run
 
 

@@ -37,16 +37,17 @@ def read_word_list(path: Path | str, what: str = "class") -> list[str]:
 
 
 def default_classes(model: AuditModel, source: ImageSource | None = None) -> list[str]:
-    """The class list when none is given: the toy's object classes for toy models, else the
-    distinct ``label`` values of the source (class folders)."""
-    if source is not None and "label" in source.items and not source.description.startswith("toy"):
+    """The class list when none is given, most specific first: the source's own class
+    vocabulary (``source.classnames``), the distinct ``label`` values of a labelled source
+    (class folders), then the model's world (``model.classnames``: the toy's object classes)."""
+    if source is not None and source.classnames:
+        return list(source.classnames)
+    if source is not None and "label" in source.items:
         labels = sorted({str(l) for l in source.items["label"] if str(l)})
         if labels:
             return labels
-    if model.name.startswith("toy"):
-        from clipaudit.toy.world import OBJECT_CLASSES
-
-        return list(OBJECT_CLASSES)
+    if getattr(model, "classnames", None):
+        return list(model.classnames)
     raise ClipauditError("no class list: pass --classes FILE (one class per line) or use class folders")
 
 

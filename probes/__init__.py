@@ -8,7 +8,7 @@ from clipaudit.probes.featvis import (FeatVisConfig, Objective, batch_neurons_ob
 from clipaudit.probes.labels import (LabelConfig, default_concepts_path, embed_concepts, label_accuracy,
                                      label_scan, read_concepts, soft_wpmi)
 from clipaudit.probes.multimodal import (MultimodalConfig, concept_responses, multimodality_table,
-                                         rank_multimodal, render_words, toy_pictures)
+                                         rank_multimodal, render_words)
 from clipaudit.probes.scan import ScanResult, ScanState, scan
 
 __all__ = [
@@ -16,5 +16,5 @@ __all__ = [
     "ablation_check", "attribute", "audit", "batch_neurons_objective", "concept_responses", "default_concepts_path",
     "diversity_objective", "embed_concepts", "label_accuracy", "label_scan",
     "multimodality_table", "neuron_objective", "overlay", "rank_multimodal", "read_concepts", "render",
-    "render_words", "scan", "soft_wpmi", "toy_pictures",
+    "render_words", "scan", "soft_wpmi",
 ]

@@ -27,7 +27,7 @@ from clipaudit.probes.attribution import attribute, overlay, strip
 from clipaudit.probes.featvis import FeatVisConfig, render
 from clipaudit.probes.labels import LabelConfig, embed_concepts, label_accuracy, label_scan, read_concepts
 from clipaudit.probes.multimodal import (MultimodalConfig, PictureFn, concept_responses, multimodality_table,
-                                         rank_multimodal, source_pictures, toy_pictures)
+                                         rank_multimodal, source_pictures)
 from clipaudit.probes.scan import ScanResult, scan
 
 SECTION = "neurons"
@@ -61,14 +61,12 @@ def unique_neurons(ids: list[int]) -> tuple[list[int], list[int]]:
     return seen, repeated
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeuronsConfig:
     """Every knob of the audit; each field is one ``clipaudit neurons`` flag.
 
     Attributes:
         layer: ``--layer`` alias or dotted path.
-        images: ``--images`` toy, toy:N, a folder or a CSV (the CLI opens it).
-        n_images: ``--n-images`` toy scenes when ``images`` is ``toy``.
         neurons: ``--neurons`` explicit neuron ids (else the top multimodal ones); repeats are
             rendered once.
         top: ``--top`` neurons selected by multimodality for rendering.
@@ -88,8 +86,6 @@ class NeuronsConfig:
     """
 
     layer: str = "penultimate"
-    images: str = "toy"
-    n_images: int = 1024
     neurons: list[int] | None = None
     top: int = 16
     concepts: str | None = None
@@ -128,17 +124,18 @@ class NeuronsConfig:
 
 
 def picture_source(model, source: ImageSource) -> tuple[list[str], PictureFn] | None:
-    """Concepts we can show as pictures, and how: the toy world draws its object classes; a
-    labelled folder/CSV gives its labels; otherwise multimodality cannot be measured."""
-    if source.description.startswith("toy") or (getattr(model, "name", "").startswith("toy") and
-                                                 "label" not in source.items):
-        from clipaudit.toy.world import OBJECT_CLASSES
-
-        return list(OBJECT_CLASSES), toy_pictures
+    """Concepts we can show as pictures, and how: a source that draws its own (the toy world:
+    ``source.pictures`` over ``source.classnames``), else a labelled folder/CSV's own images,
+    else the model's world when it has one (the toy's object classes); otherwise None and
+    multimodality cannot be measured."""
+    if source.pictures is not None and source.classnames:
+        return list(source.classnames), source.pictures
     if "label" in source.items:
         labels = sorted({str(v) for v in source.items["label"] if str(v)})
         if len(labels) >= 2:
             return labels, source_pictures(source)
+    if getattr(model, "pictures", None) is not None and getattr(model, "classnames", None):
+        return list(model.classnames), model.pictures
     return None
 
 
@@ -214,7 +211,7 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
     save_table("neurons", table)
     save_table("neuron_top_images", sr.top_images_table(source.items, range(layer.n_neurons)))
     if sr.skipped and run is not None:
-        run.write_table("skipped_images", pd.DataFrame(sr.skipped, columns=["id", "reason"]))
+        run.write_table("skipped", pd.DataFrame(sr.skipped, columns=["id", "reason"]))
     save_summary({"layer": layer.path, "layout": layer.layout, "n_neurons": layer.n_neurons,
                   "n_images": sr.state.count, "n_skipped": len(sr.skipped)})
     warning = probe_set_warning(int(sr.state.count), config.k)
@@ -228,7 +225,7 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
     labels, _ = label_scan(sr, concepts, emb, config.label)
     table = table.merge(labels, on="neuron", how="left")
     save_table("neurons", table)
-    acc, n_dom = label_accuracy(labels, sr, source.items, k=config.k) if source.description.startswith("toy") \
+    acc, n_dom = label_accuracy(labels, sr, source.items, k=config.k) if "label" in source.items \
         else (float("nan"), 0)
     save_summary({"n_concepts": len(concepts), "label_accuracy": acc, "n_class_dominated": n_dom})
 

@@ -33,13 +33,17 @@ def register(sub) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from clipaudit.errors import ClipauditError
-    from clipaudit.probes.audit import NeuronsConfig
+    from clipaudit.probes.audit import NeuronsConfig, unique_neurons
 
     try:
         ids = parse_list(args.neurons, int) if args.neurons else None
     except ValueError:
         raise ClipauditError(f"--neurons {args.neurons!r} must be comma-separated integers, e.g. 3,17,250") from None
-    return NeuronsConfig(layer=args.layer, images=args.images, n_images=args.n_images, neurons=ids, top=args.top,
+    if ids:
+        ids, repeated = unique_neurons(ids)
+        if repeated:
+            print(f"note: --neurons repeats {', '.join(map(str, repeated))}; each neuron is rendered once")
+    return NeuronsConfig(layer=args.layer, neurons=ids, top=args.top,
                          concepts=args.concepts, steps=args.steps, batch=args.batch, k=args.k, tokens=args.tokens,
                          per_neuron=args.per_neuron, diversity=args.diversity, attribution=not args.no_attribution,
                          attribution_images=args.attribution_images, ablate=args.ablate, n_words=args.n_words,
@@ -62,36 +66,30 @@ def run_neurons(args: argparse.Namespace) -> int:
     from clipaudit.data import open_source
     from clipaudit.distributed import init_distributed_from_env
     from clipaudit.hooks import resolve_layer
-    from clipaudit.probes.audit import audit, config_dict, too_few_note, unique_neurons
+    from clipaudit.probes.audit import audit, too_few_note
     from clipaudit.probes.labels import read_concepts
-    from clipaudit.runs import RunFolder
+    from clipaudit.runner import run_audit
 
     config = config_from_args(args)
     config.validate()
-    if config.neurons:
-        config.neurons, repeated = unique_neurons(config.neurons)
-        if repeated:
-            print(f"note: --neurons repeats {', '.join(map(str, repeated))}; each neuron is rendered once")
     if config.concepts:
         read_concepts(config.concepts)  # fail before loading anything heavy
     model = model_from_args(args)
     layer = resolve_layer(model, config.layer)
     if config.neurons:
         layer.check_neurons(config.neurons)
-    source = open_source(config.images, n=config.n_images, seed=config.seed + 1234)
+    source = open_source(args.images, n=args.n_images, seed=config.seed + 1234)
     rank, world = init_distributed_from_env(model.device)  # torchrun: data-parallel scan
     if rank != 0:
         audit(model, source, config)
         return 0
-    run = RunFolder.create("neurons", args.out, model=model, seed=config.seed,
-                           config={**config_dict(config), "world_size": world})
-    with run:
-        result = audit(model, source, config, run=run, progress=progress,
-                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    result, run = run_audit("neurons", model, source, config, out=args.out, seed=config.seed, progress=progress,
+                            log=lambda m: print(m, file=sys.stderr, flush=True), extra={"world_size": world},
+                            inputs={"images": args.images, "n_images": args.n_images, "seed": config.seed + 1234})
     s = result.summary
     t = result.tables["neurons"]
     print(f"{s['layer']}: {s['n_neurons']} neurons over {s['n_images']} images"
-          + (f" ({s['n_skipped']} skipped: see skipped_images.csv)" if s.get("n_skipped") else ""))
+          + (f" ({s['n_skipped']} skipped: see skipped.csv)" if s.get("n_skipped") else ""))
     if s.get("sample_size_warning"):
         print(f"warning: {s['sample_size_warning']}")
     if s.get("n_multimodal") is not None:

@@ -53,19 +53,8 @@ def render_words(words: Sequence[str], n_per_word: int, seed: int = 0, size: int
     return out
 
 
-def toy_pictures(concept: str, n: int, seed: int) -> list[np.ndarray]:
-    """``n`` toy-world scenes of object class ``concept`` with nothing written on them."""
-    from clipaudit.toy.world import OBJECT_CLASSES, World
-
-    if concept not in OBJECT_CLASSES:
-        raise ClipauditError(f"the toy world cannot draw {concept!r}; it draws {', '.join(OBJECT_CLASSES)}")
-    world = World(seed=seed + 104729)
-    return [world.scene(i, "object", label=concept, text=False).image for i in range(n)]
-
-
 def source_pictures(source, column: str = "label") -> PictureFn:
     """Pictures of a concept taken from a labelled source (class folders, CSV label column)."""
-    from clipaudit.data import load_image
 
     def pick(concept: str, n: int, seed: int) -> list:
         rows = source.items[source.items.get(column, pd.Series(dtype=str)).astype(str) == concept]

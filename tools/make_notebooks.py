@@ -49,7 +49,7 @@ print("most active neurons on the labelled apple:", per_neuron[1].topk(5).indice
         ("code", """from clipaudit import load_model, open_source
 from clipaudit.probes import NeuronsConfig, audit
 model = load_model("toy")
-config = NeuronsConfig(n_images=256, top=4, steps=32, k=20, attribution_images=2, n_words=6, n_pictures=6)
+config = NeuronsConfig(top=4, steps=32, k=20, attribution_images=2, n_words=6, n_pictures=6)
 result = audit(model, open_source("toy", n=config.n_images), config)
 result.summary"""),
         ("code", """table = result.tables["neurons"]
@@ -66,11 +66,11 @@ for ax, name in zip(axes[0], featvis):
 from clipaudit.attacks import TypographicConfig, typographic_audit, AdversarialConfig, adversarial_audit
 model = load_model("toy")
 clean_objects = toy_source(64, seed=7, kind="object", text=False)
-typo = typographic_audit(model, clean_objects, TypographicConfig(target="pizza", n=64, n_resamples=500))
+typo = typographic_audit(model, clean_objects, TypographicConfig(target="pizza", n_resamples=500))
 {k: typo.summary[k] for k in ("target", "n_images", "attack_success_rate", "attack_success_ci", "flip_rate")}"""),
         ("code", """typo.images["typographic_examples"]"""),
         ("code", """adv = adversarial_audit(model, toy_source(16, seed=8, kind="object", text=False),
-                        AdversarialConfig(eps=4/255, steps=5, n=16, sanity_n=8, eps_sweep=(0.0, 2/255, 4/255)))
+                        AdversarialConfig(eps=4/255, steps=5, sanity_n=8, eps_sweep=(0.0, 2/255, 4/255)))
 adv.tables["adversarial_curve"]"""),
     ],
     "04_bias.ipynb": [
@@ -79,8 +79,8 @@ adv.tables["adversarial_curve"]"""),
         ("code", """from clipaudit import load_model
 from clipaudit.bias import BiasConfig, audit, open_dataset
 model = load_model("toy")
-config = BiasConfig(dataset="toy", n=300, bootstrap=500, permutations=500)
-result = audit(model, None, config)
+config = BiasConfig(bootstrap=500, permutations=500)
+result = audit(model, open_dataset("toy:300"), config)
 result.tables["bias_denigration"]"""),
         ("code", """den = result.tables["bias_denigration"]
 skin = den[den["attribute"] == "skin"]

@@ -508,3 +508,18 @@ def scenes_to_pixels(scenes: list[Scene]):
 
     arr = np.stack([sc.image for sc in scenes])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def object_pictures(concept: str, n: int, seed: int) -> list:
+    """``n`` fresh scenes of object class ``concept`` with nothing written on them (uint8 HWC arrays).
+
+    The toy world's picture function for the multimodality and ablation checks: a concept's
+    photos, drawn from a world seeded apart from training and from the probe scenes.
+
+    Raises:
+        ValueError: the world has no object class ``concept``.
+    """
+    if concept not in OBJECT_CLASSES:
+        raise ValueError(f"the toy world cannot draw {concept!r}; it draws {', '.join(OBJECT_CLASSES)}")
+    world = World(seed=seed + 104729)
+    return [world.scene(i, "object", label=concept, text=False).image for i in range(n)]

@@ -34,16 +34,16 @@ def test_fairface_reads_and_lists_unknown_values(fairface: Path):
     ds = open_dataset(str(fairface))
     assert ds.layout == "fairface" and ds.attributes == ("race", "gender", "age")
     assert list(ds.items["id"]) == ["val/0.jpg", "val/1.jpg", "val/3.jpg", "val/missing.jpg"]
-    assert [i for i, _ in ds.source.skipped] == ["val/2.jpg"]
-    assert ds.source.skipped[0][1].startswith("unknown race value 'Martian' (valid: White, Black")
+    assert [i for i, _ in ds.skipped] == ["val/2.jpg"]
+    assert ds.skipped[0][1].startswith("unknown race value 'Martian' (valid: White, Black")
     assert len(ds.content_hash()) == 16
 
 
 def test_fairface_missing_file_is_skipped_when_loading(fairface: Path, tiny_vit):
     ds = open_dataset(str(fairface / "fairface_label_val.csv"), layout="fairface")
-    ids = [i for b in ds.source.batches(tiny_vit, 8) for i in b.ids]
+    ids = [i for b in ds.batches(tiny_vit, 8) for i in b.ids]
     assert ids == ["val/0.jpg", "val/1.jpg", "val/3.jpg"]
-    assert ("val/missing.jpg", "file not found") in ds.source.skipped
+    assert ("val/missing.jpg", "file not found") in ds.skipped
 
 
 def test_fairface_missing_column_is_an_error(tmp_path: Path):
@@ -62,7 +62,7 @@ def test_utkface_parses_names_and_skips_malformed(tmp_path: Path):
     assert rows.loc["25_0_1_20170116174525125.jpg.chip.jpg", ["race", "gender", "age"]].tolist() == ["Black", "Male", "20-29"]
     assert rows.loc["4_1_0_20170109.jpg", "age"] == "3-9"
     assert rows.loc["72_1_3_2017.jpg", "age"] == "more than 70"
-    reasons = dict(ds.source.skipped)
+    reasons = dict(ds.skipped)
     assert "malformed" in reasons["61_1_20170109142408075.jpg"] and "extension" in reasons["notes.txt"]
 
 
@@ -141,7 +141,7 @@ def test_duplicate_rows_are_counted_once_with_a_note(tmp_path: Path, capsys):
     (tmp_path / "d.csv").write_text("path,group\n" + "\n".join(rows + rows[:4]) + "\n")  # 12 rows, 8 files
     ds = open_dataset(str(tmp_path / "d.csv"), attributes=["group"])
     assert len(ds.items) == 8 and ds.items["group"].value_counts().to_dict() == {"a": 4, "b": 4}
-    dups = [i for i, why in ds.source.skipped if why.startswith("duplicate row")]
+    dups = [i for i, why in ds.skipped if why.startswith("duplicate row")]
     assert dups == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
     assert "4 duplicate row(s)" in capsys.readouterr().err
 

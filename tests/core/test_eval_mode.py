@@ -5,6 +5,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+
+from clipaudit.bias.datasets import open_dataset
 import torch
 
 from clipaudit.data import toy_source
@@ -44,7 +46,7 @@ def _typographic(model):
 def _bias(model):
     from clipaudit.bias.audit import BiasConfig, audit
 
-    audit(model, None, BiasConfig(dataset="toy", n=16, bootstrap=100, permutations=100, k=4))
+    audit(model, open_dataset("toy:16"), BiasConfig(bootstrap=100, permutations=100, k=4))
 
 
 @pytest.mark.parametrize("run_audit", [_adversarial, _typographic, _bias], ids=["adversarial", "typographic", "bias"])

@@ -44,14 +44,14 @@ def real_run(tmp_path_factory, tiny_vit):
     root = tmp_path_factory.mktemp("real-runs")
     jobs = {
         "typographic": lambda: (open_source("toy", n=16, seed=0, kind="object"),
-                                TypographicConfig(target="pizza", n=16, n_resamples=200, examples=1, batch_size=16,
+                                TypographicConfig(target="pizza", n_resamples=200, examples=1, batch_size=16,
                                                   sweep=["size=8,16"])),
         "adversarial": lambda: (open_source("toy", n=12, seed=0, kind="object"),
-                                AdversarialConfig(eps=2 / 255, steps=2, n=12, sanity_n=4, examples=1, batch_size=12)),
+                                AdversarialConfig(eps=2 / 255, steps=2, sanity_n=4, examples=1, batch_size=12)),
         "bias": lambda: (open_dataset("toy:48", n=48),
-                         BiasConfig(dataset="toy:48", n=48, bootstrap=200, permutations=200, k=10)),
+                         BiasConfig(bootstrap=200, permutations=200, k=10)),
         "neurons": lambda: (open_source("toy", n=24, seed=0, kind="object"),
-                            NeuronsConfig(n_images=24, top=1, steps=2, k=4, n_words=2, n_pictures=2,
+                            NeuronsConfig(top=1, steps=2, k=4, n_words=2, n_pictures=2,
                                           attribution_images=1, batch=24)),
     }
     made = {}

@@ -62,7 +62,7 @@ def test_broken_images_are_listed_and_the_run_completes(capsys, tmp_path):
     assert code == 0
     stdout = capsys.readouterr().out
     assert "1 skipped" in stdout
-    skipped = pd.read_csv(out / "skipped_images.csv")
+    skipped = pd.read_csv(out / "skipped.csv")
     assert skipped["id"].tolist() == ["red/broken.jpg"]
     neurons = pd.read_csv(out / "neurons.csv")
     for col in ("neuron", "layer", "mean", "std", "max", "label", "label_score", "labels", "multimodal_score",

@@ -15,9 +15,9 @@ from clipaudit.hooks import resolve_layer
 from clipaudit.probes.ablation import ablation_check
 from clipaudit.probes.labels import LabelConfig, embed_concepts, label_accuracy, label_scan, read_concepts
 from clipaudit.probes.multimodal import (MultimodalConfig, concept_responses, multimodality_table, render_words,
-                                         responses, toy_pictures)
+                                         responses)
 from clipaudit.probes.scan import scan
-from clipaudit.toy.world import OBJECT_CLASSES
+from clipaudit.toy.world import OBJECT_CLASSES, object_pictures
 
 N_PROBES = 1600
 # Measured on the shipped toy-vit (6,000 steps, varied-hair world; reads 0.710 in validation;
@@ -49,7 +49,7 @@ def probed(toy_model):
 def multimodal(probed):
     model, layer, *_ , labels, _c, _e = probed
     cfg = MultimodalConfig()
-    img_r, word_r, kept = concept_responses(model, layer, list(OBJECT_CLASSES), toy_pictures, cfg, seed=0)
+    img_r, word_r, kept = concept_responses(model, layer, list(OBJECT_CLASSES), object_pictures, cfg, seed=0)
     return multimodality_table(img_r, word_r, kept, labels["label"].tolist(), cfg)
 
 
@@ -100,7 +100,7 @@ def test_ablating_a_concepts_neurons_hurts_that_concept_most(request, toy_model,
     model, layer, *_ = probed
     flagged = multimodal[multimodal["is_multimodal"]]
     groups = {c: g["neuron"].astype(int).tolist() for c, g in flagged.groupby("concept")}
-    table = ablation_check(model, layer, groups, list(OBJECT_CLASSES), toy_pictures, n_eval=12, mode="zero")
+    table = ablation_check(model, layer, groups, list(OBJECT_CLASSES), object_pictures, n_eval=12, mode="zero")
     print(table[["concept", "measure", "before", "after", "delta", "other_delta"]].to_string())
     acc = table[table["measure"] == "accuracy"]
     prob = table[table["measure"] == "true_prob"]
