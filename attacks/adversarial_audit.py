@@ -549,7 +549,7 @@ def plan(args) -> list[str]:
     """This audit's command line inside ``clipaudit audit`` (``args.quick``: small sizes)."""
     quick = args.quick
     return ["adversarial", "--attack", "pgd", "--eps", "4/255", "--steps", "5" if quick else "10",
-            "--n", "32" if quick else "256", "--sanity-n", "16" if quick else "32",
+            "--n-images", "32" if quick else "256", "--sanity-n", "16" if quick else "32",
             "--eps-sweep", "0,2/255,4/255" if quick else "0,1/255,2/255,4/255,8/255"]
 
 

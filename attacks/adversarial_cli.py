@@ -106,7 +106,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from clipaudit.cli import add_command
+    from clipaudit.cli import add_command, add_flag
 
     p = add_command(sub, "adversarial",
                     "Gradient attacks (FGSM, PGD, APGD; Linf or L2) on zero-shot CLIP or on image-text "
@@ -132,7 +132,7 @@ def register(sub) -> None:
     p.add_argument("--eps-sweep", default=None, help="budgets for the robust-accuracy curve, e.g. "
                                                      "0,1/255,2/255,4/255,8/255")
     p.add_argument("--images", default="toy", help="toy, toy:N, a folder of images, or a CSV")
-    p.add_argument("--n", "--n-images", dest="n", type=int, default=64, help="toy-world images when --images toy")
+    add_flag(p, "--n-images", "--n", dest="n", type=int, default=64, help="toy-world images when --images toy")
     p.add_argument("--classes", default=None, help="class list file, one per line (default: toy classes / "
                                                    "class folders)")
     p.add_argument("--templates", default=None, help="prompt templates file with {} (default: 'a photo of a {}.')")

@@ -646,7 +646,7 @@ def run(model: AuditModel, source: ImageSource, config: TypographicConfig, sink)
 
 def plan(args) -> list[str]:
     """This audit's command line inside ``clipaudit audit`` (``args.quick``: small sizes)."""
-    return ["typographic", "--target", args.target, "--n", "96" if args.quick else "500",
+    return ["typographic", "--target", args.target, "--n-images", "96" if args.quick else "500",
             *([] if args.quick else ["--sweep", "size=6,8,10,12,14", "opacity=0.25,0.5,1"])]
 
 

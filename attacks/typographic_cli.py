@@ -82,7 +82,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from clipaudit.attacks.typographic import POSITIONS, STYLES, SWEEPABLE
-    from clipaudit.cli import add_command
+    from clipaudit.cli import add_command, add_flag
 
     p = add_command(sub, "typographic",
                     "Write a word on images (typographic attack) and measure how often CLIP reads it "
@@ -91,7 +91,7 @@ def register(sub) -> None:
     p.add_argument("--target", required=True, help="the word written on the images (and the target class)")
     p.add_argument("--word", default=None, help="text to write when it differs from the target (e.g. a control non-word)")
     p.add_argument("--images", default="toy", help="toy, toy:N, a folder of images (class folders = labels), or a CSV")
-    p.add_argument("--n", "--n-images", dest="n", type=int, default=200, help="toy scenes when --images is toy")
+    add_flag(p, "--n-images", "--n", dest="n", type=int, default=200, help="toy scenes when --images is toy")
     p.add_argument("--classes", default=None, help="class-list file, one per line (default: toy classes / folders)")
     p.add_argument("--templates", default=None, help="prompt-template file with {} (default: 'a photo of a {}.')")
     p.add_argument("--style", default="note", choices=list(STYLES), help="sticky note or painted text")
@@ -113,4 +113,4 @@ def register(sub) -> None:
                    help="most candidate words (class names + the concept words nearest the target; 0 = all)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--examples", type=int, default=4, help="images in the example figure")
-    p.add_argument("--n-resamples", type=int, default=2000, help="bootstrap resamples per CI")
+    add_flag(p, "--bootstrap", "--n-resamples", dest="n_resamples", type=int, default=2000, help="bootstrap resamples per CI")

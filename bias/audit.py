@@ -300,7 +300,7 @@ def run(model, source, config: BiasConfig, sink) -> Result:
 
 def plan(args) -> list[str]:
     """This audit's command line inside ``clipaudit audit`` (``args.quick``: small sizes)."""
-    return ["bias", "--dataset", "toy", "--n", "400" if args.quick else "2000",
+    return ["bias", "--images", "toy", "--n-images", "400" if args.quick else "2000",
             "--bootstrap", "500" if args.quick else "2000"]
 
 
@@ -312,7 +312,7 @@ AUDIT = Audit(
     limitations={"L-bias": ("max_label_set_shift", "weat_d", "max_skew"),
                  "L-denigration": ("harmful_rate_ratio", "max_harmful_rate"),
                  "L-data-skew": ("max_skew",)},
-    input_flags="--dataset, --n and --seed",
+    input_flags="--images, --n-images and --seed",
     paired=(PairedMetric("bias", "bias_predictions", "harmful_rate", column("harmful")),
             PairedMetric("bias", "bias_predictions", "harmful_rate_extended", column("harmful_extended"))),
 )

@@ -15,7 +15,7 @@ EXAMPLE = ("clipaudit bias --dataset toy --probe all --k 50 --out runs/bias-toy\
 
 
 def register(sub) -> None:
-    from clipaudit.cli import add_command
+    from clipaudit.cli import add_command, add_flag
 
     p = add_command(sub, "bias", "Demographic bias probes (denigration, label-set sensitivity, retrieval "
                     "skew, WEAT) with CIs and multiplicity control; 'bias report RUN_DIR' exports a run.",
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("action", nargs="?", choices=["report"], default=None,
                    help="'report' exports an existing run folder instead of running probes")
     p.add_argument("run_dir", nargs="?", default=None, help="run folder to export (with 'report')")
-    p.add_argument("--dataset", default="toy",
+    add_flag(p, "--images", "--dataset", dest="dataset", default="toy",
                    help="toy, toy:N, toy-noprops:N, a FairFace folder/CSV, a UTKFace folder, or a CSV")
     p.add_argument("--layout", default="auto", choices=["auto", "fairface", "utkface", "csv", "toy"],
                    help="how --dataset stores its labels")
@@ -34,9 +34,9 @@ def register(sub) -> None:
     p.add_argument("--k", type=int, default=100, help="top-k size for retrieval skew")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per CI")
     p.add_argument("--permutations", type=int, default=2000, help="permutations per WEAT test (group-vs-rest rate tests are exact)")
-    p.add_argument("--target", default="dataset", choices=["dataset", "equal"],
+    add_flag(p, "--skew-reference", "--target", dest="target", default="dataset", choices=["dataset", "equal"],
                    help="skew target shares: the dataset's group shares or equal shares")
-    p.add_argument("--n", "--n-images", dest="n", type=int, default=600, help="number of toy people scenes (--dataset toy)")
+    add_flag(p, "--n-images", "--n", dest="n", type=int, default=600, help="number of toy people scenes (--images toy)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - CI coverage and the flagging level")
     p.add_argument("--format", default="html", choices=["html", "md", "csv", "json"], help="report format")

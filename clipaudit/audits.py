@@ -100,7 +100,7 @@ class Audit:
     plan: Callable[[Any], list[str]] | None = None
     description: str = ""
     #: the flags that fix the audit's inputs (what to pass alike so two runs pair), for messages
-    input_flags: str = "--images, --n and --seed"
+    input_flags: str = "--images, --n-images and --seed"
     #: summary keys two runs must share before their tables are paired (e.g. the neurons' layer)
     same_inputs: tuple[str, ...] = ()
     #: its dashboard page module (None: the generic page shows its contract's tables and summary)

@@ -62,6 +62,26 @@ def add_command(sub, name: str, help: str, example: str, func: Callable[[argpars
     return p
 
 
+class _Renamed(argparse.Action):
+    """Stores like ``store``; when an old spelling of the flag was typed, says its new name once."""
+
+    def __init__(self, option_strings, dest, canonical: str = "", **kwargs) -> None:
+        self.canonical = canonical or option_strings[0]
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if option_string and option_string != self.canonical:
+            print(f"note: {option_string} is now {self.canonical}; the old spelling works until the next release",
+                  file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_flag(p: argparse.ArgumentParser, canonical: str, *old: str, **kwargs) -> argparse.Action:
+    """A flag of the shared vocabulary (``--images``, ``--n-images``, ``--batch-size``,
+    ``--bootstrap`` ...) with its former spellings kept as aliases for one release."""
+    return p.add_argument(canonical, *old, action=_Renamed, canonical=canonical, **kwargs)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="toy", help="toy, toy-rn, an open_clip architecture, hf-hub:..., or a checkpoint path")
     p.add_argument("--pretrained", default=None, help="weight tag (openai), checkpoint path, or 'none' for random init")

@@ -150,7 +150,7 @@ def _group_rows(run_a: RunView, run_b: RunView, n_resamples: int, alpha: float, 
     if set(a.index) != set(b.index) or not (a["n"].sort_index() == b.loc[a.index, "n"].sort_index()).all():
         raise IncomparableError(
             f"runs {run_a.name} and {run_b.name} are not on the same inputs (their bias groups or group "
-            "sizes differ); rerun both with the same --dataset, --n and --seed")
+            "sizes differ); rerun both with the same --images, --n-images and --seed")
     b = b.loc[a.index]
     da = grouped_rates_bootstrap(a["n_harmful"].to_numpy(), a["n"].to_numpy(), n_resamples, seed=seed)
     db = grouped_rates_bootstrap(b["n_harmful"].to_numpy(), b["n"].to_numpy(), n_resamples, seed=seed + 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from clipaudit.cli import add_command, model_from_args, parse_list, progress
+from clipaudit.cli import add_command, add_flag, model_from_args, parse_list, progress
 
 EXAMPLE = "clipaudit neurons --layer penultimate --model toy --top 16 --steps 256 --ablate zero"
 
@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--top", type=int, default=16, help="neurons selected by multimodality score")
     p.add_argument("--concepts", default=None, help="concept file, one per line (default: shipped set)")
     p.add_argument("--steps", type=int, default=512, help="feature-visualisation optimiser steps")
-    p.add_argument("--batch", type=int, default=64, help="images per forward pass in the scan")
+    add_flag(p, "--batch-size", "--batch", dest="batch", type=int, default=64, help="images per forward pass in the scan")
     p.add_argument("--k", type=int, default=50, help="top images kept per neuron")
     p.add_argument("--tokens", default="mean", choices=["mean", "cls", "max"], help="token reduction on ViT layers")
     p.add_argument("--per-neuron", type=int, default=1, help="feature-vis images per neuron")

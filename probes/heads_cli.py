@@ -57,14 +57,14 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     from clipaudit.attacks.typographic import POSITIONS, STYLES
-    from clipaudit.cli import add_command
+    from clipaudit.cli import add_command, add_flag
 
     p = add_command(sub, "heads",
                     "Decompose the image embedding into layers, heads and tokens; find the heads that read "
                     "written words; label heads with TextSpan; optionally select a head-ablation typographic defence.",
                     "clipaudit heads --model toy-vit --defend typographic --budget 0.01", _cmd)
     p.add_argument("--images", default="toy", help="toy, toy:N, a folder of images (class folders = labels), or a CSV")
-    p.add_argument("--n", "--n-images", dest="n", type=int, default=256, help="toy scenes when --images is toy")
+    add_flag(p, "--n-images", "--n", dest="n", type=int, default=256, help="toy scenes when --images is toy")
     p.add_argument("--classes", default=None, help="class-list file, one per line (default: toy classes / folders)")
     p.add_argument("--concepts", default=None, help="TextSpan concept texts, one per line (default: a toy concept set)")
     p.add_argument("--target", default="pizza", help="the word written on the images (a class)")

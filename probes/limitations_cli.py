@@ -14,7 +14,7 @@ SIZES = {"quick": (640, 160, 160, 160, 400), "full": (1600, 480, 480, 800, 1797)
 
 
 def register(sub) -> None:
-    from clipaudit.cli import add_command
+    from clipaudit.cli import add_command, add_flag
 
     p = add_command(sub, "limitations", "Measure the model card's limitations: distribution shift, linear probes, "
                     "prompts, counting, handwritten digits, fine-grained classes.", EXAMPLE, _cmd)
@@ -26,7 +26,7 @@ def register(sub) -> None:
                         "(default on the toy: its planted styles)")
     p.add_argument("--list-layouts", action="store_true", help="print the dataset layouts LAYOUT:DIR accepts and exit")
     p.add_argument("--quick", action="store_true", help="small sizes (about 30 s on the toy on 2 cores)")
-    p.add_argument("--n", type=int, default=None, help="toy base scenes (default 640 quick / 1600)")
+    add_flag(p, "--n-images", "--n", dest="n", type=int, default=None, help="toy base scenes (default 640 quick / 1600)")
     p.add_argument("--n-shift", type=int, default=None, help="toy scenes per shifted style and for the control")
     p.add_argument("--n-count", type=int, default=None, help="counting scenes (0 = skip counting)")
     p.add_argument("--n-digits", type=int, default=None, help="handwritten digits (0 = skip digits)")

@@ -32,7 +32,7 @@ def test_layers_lists_aliases(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["layers", "--model", "toy-xl"], "unknown toy model"),
+    (["layers", "--model", "toy-xl"], "unknown model 'toy-xl'; did you mean: toy-rn"),
     (["layers", "--model", "ViT-B-32", "--pretrained", "/nonexistent/w.pt"], "does not exist"),
     (["layers", "--model", "toy", "--pretrained", "none", "--device", "cuda:7"], "device"),
     (["toy", "train", "--steps", "0", "--out", "/tmp/x"], "steps must be >= 1"),
@@ -85,3 +85,38 @@ def test_each_flag_states_its_default_at_most_once():
 def test_bare_command_prints_help_not_a_traceback():
     proc = subprocess.run([sys.executable, "-m", "clipaudit.cli"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "example:" in proc.stdout
+
+
+# -- one vocabulary on the command line -------------------------------------------------------------
+
+def _subparsers():
+    from clipaudit.cli import build_parser
+
+    return build_parser()._subparsers._group_actions[0].choices
+
+
+def _flags(parser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+def test_every_image_audit_spells_its_shared_flags_the_same():
+    cmds = _subparsers()
+    for name in ("neurons", "typographic", "adversarial", "bias", "heads", "limitations"):
+        flags = _flags(cmds[name])
+        assert {"--images", "--n-images", "--batch-size"} <= flags, (name, sorted(flags))
+    for name in ("typographic", "bias"):
+        assert "--bootstrap" in _flags(cmds[name]), name
+    assert "--skew-reference" in _flags(cmds["bias"])  # bias's --target (a reference distribution) renamed
+
+
+def test_old_spellings_still_work_and_say_the_new_name(capsys):
+    cmds = _subparsers()
+    args = cmds["typographic"].parse_args(["--target", "pizza", "--n", "12", "--n-resamples", "300"])
+    assert args.n == 12 and args.n_resamples == 300
+    err = capsys.readouterr().err
+    assert "--n is now --n-images" in err and "--n-resamples is now --bootstrap" in err
+    args = cmds["bias"].parse_args(["--dataset", "toy:40", "--target", "equal"])
+    assert args.dataset == "toy:40" and args.target == "equal"
+    assert "--dataset is now --images" in capsys.readouterr().err
+    args = cmds["neurons"].parse_args(["--batch-size", "8"])
+    assert args.batch == 8 and capsys.readouterr().err == ""
