@@ -12,6 +12,9 @@ Weight lookup order for ``load_model(name, pretrained)``:
 3. ``name`` starts with ``hf-hub:``: open_clip fetches config and weights from the hub/cache.
 4. otherwise ``name`` is an open_clip architecture and ``pretrained`` is a tag (``openai``),
    a checkpoint path, or ``none`` for random init.
+
+Before all of these, a folder with a config.json, or an ``owner/name`` hub id found in the local
+Hugging Face cache, is a transformers CLIP/SigLIP (:mod:`clipaudit.hf`, extra ``clipaudit[hf]``).
 """
 from __future__ import annotations
 

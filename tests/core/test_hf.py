@@ -308,3 +308,45 @@ def test_a_hub_id_in_the_cache_loads(hf_folders, tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         model = load_model("someone/tiny-clip", device="cpu", text_cache=False)
     assert model.name == "someone/tiny-clip" and model.describe()["backend"] == "transformers CLIPModel"
+
+
+# -- 4. every audit runs end to end through the CLI ----------------------------------------
+
+def _cli(argv):
+    from clipaudit.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return main(argv)
+
+
+_AUDITS = {
+    "typographic": ["--target", "dog", "--n-images", "8", "--bootstrap", "100"],
+    "neurons": ["--n-images", "16", "--top", "2", "--steps", "4", "--n-words", "4", "--n-pictures", "4",
+                "--attribution-images", "2"],
+    "adversarial": ["--n-images", "6", "--steps", "2", "--sanity-n", "4"],
+    "bias": ["--n-images", "40", "--bootstrap", "100", "--permutations", "100"],
+}
+
+
+@pytest.mark.parametrize("audit", list(_AUDITS))
+def test_audits_run_end_to_end_on_transformers_models(hf_folders, kind, audit, tmp_path, capsys):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("dog\ncat\ncar\n")
+    extra = ["--classes", str(classes)] if audit in ("typographic", "adversarial") else []
+    out = tmp_path / "run"
+    rc = _cli([audit, "--model", str(hf_folders[kind]), "--device", "cpu", "--out", str(out), *_AUDITS[audit], *extra])
+    assert rc == 0, capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["model"]["scoring"]["rule"] == ("softmax" if kind == "clip" else "sigmoid")
+    assert manifest["model"]["backend"].startswith("transformers")
+    assert "written to" in capsys.readouterr().out
+
+
+def test_bad_model_folder_is_one_line_and_exit_2_through_the_cli(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit", "architectures": ["ViTModel"]}))
+    assert _cli(["typographic", "--model", str(tmp_path), "--target", "dog", "--device", "cpu",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ViTModel, not a CLIP/SigLIP dual encoder" in err
