@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--models", default="toy-vit,toy-rn,ViT-B-32")
     ap.add_argument("--all", action="store_true", help="add RN50")
+    ap.add_argument("--repeats", type=int, default=None, help="timings per side (default 3, 2 with --quick)")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: 64 toys / 8 others; half with --quick)")
     args = ap.parse_args()
     if args.device in ("auto", "cpu") and not torch.cuda.is_available():
         torch.set_num_threads(1)
@@ -86,8 +88,9 @@ def main() -> None:
     rows: list[Row] = []
     for name in models:
         big = not name.startswith("toy")
-        batch = (4 if args.quick else 8) if big else (32 if args.quick else 64)
-        rows += measure(name, batch, 2 if args.quick else 3, args.device)
+        batch = args.batch or ((4 if args.quick else 8) if big else (32 if args.quick else 64))
+        rows += measure(name, batch, args.repeats or (2 if args.quick else 3), args.device)
+        print(rows[-2].line(), rows[-1].line(), sep="\n", flush=True)  # partial results survive a timeout
     print(table(rows))
 
 

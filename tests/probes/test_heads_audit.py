@@ -9,7 +9,6 @@ from clipaudit.audits import AUDITS
 from clipaudit.cli import main
 from clipaudit.contract import check_folder, render_markdown
 from clipaudit.data import toy_source
-from clipaudit.errors import ClipauditError
 from clipaudit.probes.heads_audit import HeadsConfig
 from clipaudit.runner import run_audit
 

@@ -4,7 +4,6 @@ Goals from the issue that the toy does not reach are strict xfails carrying the 
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
