@@ -29,6 +29,9 @@ def _shared_flags(args: argparse.Namespace, out: str) -> list[str]:
              "--seed", str(args.seed), "--out", out]
     if args.pretrained is not None:
         flags += ["--pretrained", args.pretrained]
+    for flag in ("ablate_heads", "sae_edit"):  # the umbrella's edits apply to every sub-audit
+        if getattr(args, flag, None):
+            flags += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     return flags
 
 

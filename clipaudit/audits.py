@@ -116,10 +116,14 @@ class Audit:
         return self.config()
 
     def config_dict(self, config: Any) -> dict[str, Any]:
-        """JSON-ready config for ``manifest.json["configs"][name]`` (nested dataclasses included)."""
+        """JSON-ready config for ``manifest.json["configs"][name]`` (nested dataclasses included;
+        tuples become lists, as JSON has them), so a config and its manifest entry compare equal."""
+        import json
         from dataclasses import asdict
 
-        return asdict(config)
+        from clipaudit.runs import to_json
+
+        return json.loads(to_json(asdict(config)))
 
     def config_from_dict(self, values: dict[str, Any]) -> Any:
         """Rebuild a config from its manifest entry (unknown keys refused, naming them)."""

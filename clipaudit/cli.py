@@ -57,6 +57,13 @@ def add_command(sub, name: str, help: str, example: str, func: Callable[[argpars
         p.add_argument("--out", default=None, help="run folder (default: runs/<command>-<timestamp>)")
         p.add_argument("--force", action="store_true", help="replace the run already in --out (its files are deleted)")
         p.add_argument("--resume", action="store_true", help="add this audit to the run in --out (same model and seed)")
+        if model:
+            p.add_argument("--ablate-heads", default=None, metavar="MASK",
+                           help="audit the model with these attention heads ablated (a head-mask file from "
+                                "`clipaudit heads --defend`, or 'layer.head' lines: zero-ablation)")
+            p.add_argument("--sae-edit", default=None, metavar="RUN:latents=I,J[:scale=F|:clamp=V]",
+                           help="audit the model with these latents of a `clipaudit sae` run suppressed "
+                                "(scale=0, the default), scaled or clamped; the reconstruction error is kept")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=func)
     return p
@@ -112,7 +119,33 @@ def model_from_args(args: argparse.Namespace):
     if model.random_init:
         print(f"WARNING: {model.name} has RANDOM-INIT weights; results describe no trained CLIP",
               file=sys.stderr)
+    model.interventions = interventions_from_args(model, args)
     return model
+
+
+def interventions_from_args(model, args: argparse.Namespace) -> list:
+    """The edits every audit of this command runs under (``--ablate-heads``, ``--sae-edit``), read
+    and checked against ``model`` now, so a bad mask or spec fails before any audit starts.
+
+    Returns:
+        :class:`clipaudit.runner.Intervention` items; the runner enters each around the audit and
+        records it in the manifest.
+    """
+    from clipaudit.runner import Intervention
+
+    out = []
+    if getattr(args, "ablate_heads", None):
+        from clipaudit.probes.head_ablation import ablate_heads, read_mask
+
+        mask = read_mask(args.ablate_heads, model)
+        out.append(Intervention("ablate_heads", f"{args.ablate_heads} ({mask.mode}: {mask.label()})",
+                                lambda: ablate_heads(model, mask)))
+    if getattr(args, "sae_edit", None):
+        from clipaudit.probes.sae_edit import parse_edit_spec, sae_edit_from_spec
+
+        spec = parse_edit_spec(args.sae_edit)
+        out.append(Intervention("sae_edit", args.sae_edit, lambda: sae_edit_from_spec(model, spec)))
+    return out
 
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "") -> Iterable[T]:

@@ -168,6 +168,7 @@ class AuditModel:
     text_cache: bool = True  # read/write the on-disk text-embedding cache (clipaudit.textcache)
     classnames: tuple[str, ...] | None = None  # the class vocabulary of the model's world, when known (toy)
     pictures: Callable | None = None  # (concept, n, seed) -> fresh pictures from the model's world (toy)
+    interventions: list = field(default_factory=list, repr=False)  # edits audits run under (clipaudit.runner)
 
     # -- facts --------------------------------------------------------------------------
     @property

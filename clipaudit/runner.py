@@ -7,14 +7,30 @@ its contract, eval mode, progress bars and status all happen here, identically f
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from clipaudit.audits import AUDITS
 from clipaudit.model import eval_mode
 from clipaudit.result import Result
 from clipaudit.runs import MANIFEST, RunFolder
 from clipaudit.sink import ResultSink
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """An edit of the model that an audit runs under: ``kind`` (``ablate_heads``, ``sae_edit``),
+    ``spec`` as the user gave it, and ``enter()`` returning the context manager that applies it."""
+
+    kind: str
+    spec: str
+    enter: Callable[[], Any]
+
+
+def _interventions(model) -> list[Intervention]:
+    return list(getattr(model, "interventions", None) or [])
 
 
 def run_audit(name: str, model, source, config, out: str | Path | None = None, seed: int | None = None,
@@ -48,11 +64,16 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
     audit = AUDITS[name]
     if not isinstance(config, audit.config):
         raise TypeError(f"audit {name!r} needs a {audit.config.__name__}, got {type(config).__name__}")
+    edits = _interventions(model)
     if not write:
         sink = ResultSink(audit.contract, None, progress=progress, log=log)
-        with eval_mode(model):
+        with eval_mode(model), ExitStack() as stack:
+            for edit in edits:
+                stack.enter_context(edit.enter())
             return audit.run(model, source, config, sink, **(options or {})), None
     cfg = audit.config_dict(config)
+    if edits:  # an edited model is not the checkpoint: the manifest says so
+        extra = {**(extra or {}), "interventions": [{"kind": e.kind, "spec": e.spec} for e in edits]}
     run = RunFolder.create(name, out, model=model, seed=seed, config=cfg, extra=extra)
     with run:  # RunFolder.create keeps cfg under manifest["configs"][name], with per-audit provenance
         if inputs is not None:
@@ -60,9 +81,11 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
             known = manifest.get("inputs") if isinstance(manifest.get("inputs"), dict) else {}
             run.update_manifest({"inputs": {**known, name: inputs}})
         sink = ResultSink(audit.contract, run, progress=progress, log=log)
-        with eval_mode(model):
+        with eval_mode(model), ExitStack() as stack:
+            for edit in edits:
+                stack.enter_context(edit.enter())
             result = audit.run(model, source, config, sink, **(options or {}))
     return result, run
 
 
-__all__ = ["run_audit"]
+__all__ = ["Intervention", "run_audit"]
