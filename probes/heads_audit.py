@@ -240,7 +240,7 @@ def _textspan(model, ts, config: HeadsConfig, classes: list[str]) -> pd.DataFram
 
 
 AUDIT = Audit(
-    name=NAME, config=HeadsConfig, run=run, contract=CONTRACT, cli="clipaudit.probes.heads_cli", plan=None,
+    name=NAME, config=HeadsConfig, run=run, contract=CONTRACT, page="clipaudit.dashboard.page_heads", cli="clipaudit.probes.heads_cli", plan=None,
     description="residual decomposition, reading heads and a head-ablation typographic defence",
     headlines=(Headline("decomposition_max_rel_error", "decomposition error (relative)"),
                Headline("attack_success_rate", "typographic success (unablated)", "attack_success_ci"),

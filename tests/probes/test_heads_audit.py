@@ -60,3 +60,16 @@ def test_bad_flags_fail_in_one_line_before_any_model_work(argv, message, capsys,
     code = main(["heads", "--model", "toy-vit", "--out", str(tmp_path / "r"), *argv])
     err = capsys.readouterr().err
     assert code != 0 and message in err and "Traceback" not in err
+
+
+def test_dashboard_heads_page_shows_the_grid_and_links_each_head(tiny_run):
+    from clipaudit.dashboard.app import pages, render_page
+    from clipaudit.dashboard.data import RunStore
+
+    _, run = tiny_run
+    assert "/heads" in [p.PATH for p in pages()]
+    page = str(render_page(RunStore(run.path.parent), "/heads", run.path.name, None))
+    assert "Could not show" not in page and "typographic score per head" in page
+    for layer in range(4):
+        for head in range(4):
+            assert f"/unit/head/{run.path.name}/{layer}/{head}" in page
