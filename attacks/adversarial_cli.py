@@ -30,7 +30,7 @@ def config_from_args(args: argparse.Namespace):
                             early_stop=not args.no_early_stop, sanity_n=args.sanity_n, examples=args.examples,
                             seed=args.seed)
     if args.n < 1:
-        raise ClipauditError(f"--n must be >= 1, got {args.n}")
+        raise ClipauditError(f"--n-images must be >= 1, got {args.n}")
     return cfg.validate()
 
 

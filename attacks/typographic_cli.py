@@ -23,7 +23,7 @@ def config_from_args(args: argparse.Namespace):
 
     check_target(args.target)
     if args.n < 1:
-        raise ClipauditError(f"--n must be >= 1 toy images, got {args.n}")
+        raise ClipauditError(f"--n-images must be >= 1 toy images, got {args.n}")
     return TypographicConfig(target=args.target, word=args.word, classes=args.classes,
                             templates=args.templates, style=args.style, size=args.size, color=args.color,
                             opacity=args.opacity, position=args.position, repeat=args.repeat,

@@ -12,7 +12,7 @@ def config_from_args(args: argparse.Namespace):
     from clipaudit.zeroshot import read_word_list
 
     if args.n < 1:
-        raise ClipauditError(f"--n must be >= 1 toy images, got {args.n}")
+        raise ClipauditError(f"--n-images must be >= 1 toy images, got {args.n}")
     classes = tuple(read_word_list(args.classes)) if args.classes else ()
     concepts = tuple(read_word_list(args.concepts, "concept")) if args.concepts else ()
     return HeadsConfig(target=" ".join(str(args.target).split()), classes=classes, concepts=concepts,

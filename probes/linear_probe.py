@@ -111,8 +111,12 @@ def stratified_split(labels: Sequence, fractions: Sequence[float], seed: int = 0
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
         n = len(idx)
-        bounds = np.floor(np.cumsum(fractions) * n).astype(int)
-        bounds[-1] = n
+        sizes = [int(np.floor(f * n)) for f in fractions[:-1]]
+        if n >= len(fractions):  # enough images: at least one in every split, the last included
+            sizes = [max(1, s) for s in sizes]
+            while sum(sizes) > n - 1:
+                sizes[int(np.argmax(sizes))] -= 1
+        bounds = [*np.cumsum(sizes).tolist(), n]
         start = 0
         for i, end in enumerate(bounds):
             parts[i].extend(idx[start:end].tolist())

@@ -41,7 +41,7 @@ def test_diff_of_identical_runs_is_zero_and_refuses_other_inputs(audit_run, tmp_
     table = pd.read_csv(tmp_path / "d.csv")
     assert (table["difference"].abs() < 1e-12).all()
     different = tmp_path / "c"
-    assert main(["typographic", "--target", "pizza", "--n", "50", "--seed", "4", "--out", str(different)]) == 0
+    assert main(["typographic", "--target", "pizza", "--n-images", "50", "--seed", "4", "--out", str(different)]) == 0
     capsys.readouterr()
     assert main(["diff", str(audit_run), str(different), "--audit", "typographic"]) == 2
     assert capsys.readouterr().err.startswith("error:")
@@ -65,7 +65,7 @@ def test_audit_aborted_by_a_failing_sub_audit_is_marked_failed(tmp_path, capsys,
 
     empty = tmp_path / "no-images"
     empty.mkdir()
-    plan = {"adversarial": ["adversarial", "--n", "2", "--images", str(empty)]}
+    plan = {"adversarial": ["adversarial", "--n-images", "2", "--images", str(empty)]}
     monkeypatch.setattr(audit_cli, "audit_plan", lambda args: plan)
     out = tmp_path / "run"
     assert main(["audit", "--quick", "--out", str(out)]) == 2

@@ -50,7 +50,7 @@ print("most active neurons on the labelled apple:", per_neuron[1].topk(5).indice
 from clipaudit.probes import NeuronsConfig, audit
 model = load_model("toy")
 config = NeuronsConfig(top=4, steps=32, k=20, attribution_images=2, n_words=6, n_pictures=6)
-result = audit(model, open_source("toy", n=config.n_images), config)
+result = audit(model, open_source("toy", n=256), config)
 result.summary"""),
         ("code", """table = result.tables["neurons"]
 table.sort_values("multimodal_score", ascending=False).head(8)[["neuron", "label", "label_score", "multimodal_score", "is_multimodal"]]"""),

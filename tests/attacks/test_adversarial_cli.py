@@ -8,7 +8,7 @@ import pytest
 from clipaudit.cli import main
 
 
-BASE = ["adversarial", "--model", "toy-vit", "--pretrained", "none", "--device", "cpu", "--n", "4",
+BASE = ["adversarial", "--model", "toy-vit", "--pretrained", "none", "--device", "cpu", "--n-images", "4",
         "--steps", "2", "--sanity-n", "4", "--examples", "1"]
 
 

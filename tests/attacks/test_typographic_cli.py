@@ -5,7 +5,7 @@ import pytest
 
 from clipaudit.cli import main
 
-BASE = ["typographic", "--pretrained", "none", "--device", "cpu", "--n", "4", "--n-resamples", "50"]
+BASE = ["typographic", "--pretrained", "none", "--device", "cpu", "--n-images", "4", "--bootstrap", "50"]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -17,7 +17,7 @@ FAST = ["--pretrained", "none", "--bootstrap", "200", "--permutations", "200", "
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bias") / "run"
-    assert main(["bias", "--dataset", "toy:64", *FAST, "--out", str(out)]) == 0
+    assert main(["bias", "--images", "toy:64", *FAST, "--out", str(out)]) == 0
     return out
 
 
@@ -84,12 +84,12 @@ def _err(capsys, argv) -> str:
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["bias", "--dataset", "/no/such/dir", *FAST], "does not exist"),
-    (["bias", "--dataset", "toy:32", "--probe", "denigraton", *FAST], "unknown --probe denigraton; valid: denigration"),
-    (["bias", "--dataset", "toy:32", "--attributes", "race", *FAST], "attribute 'race' is not a column"),
-    (["bias", "--dataset", "toy:32", "--k", "0", *FAST[:-2]], "--k must be >= 1"),
-    (["bias", "--dataset", "toy:32", "--bootstrap", "5", "--pretrained", "none"], "--bootstrap must be >= 100"),
-    (["bias", "--dataset", "toy:32", "--labels", "/no/labels.json", *FAST], "labels file .* does not exist"),
+    (["bias", "--images", "/no/such/dir", *FAST], "does not exist"),
+    (["bias", "--images", "toy:32", "--probe", "denigraton", *FAST], "unknown --probe denigraton; valid: denigration"),
+    (["bias", "--images", "toy:32", "--attributes", "race", *FAST], "attribute 'race' is not a column"),
+    (["bias", "--images", "toy:32", "--k", "0", *FAST[:-2]], "--k must be >= 1"),
+    (["bias", "--images", "toy:32", "--bootstrap", "5", "--pretrained", "none"], "--bootstrap must be >= 100"),
+    (["bias", "--images", "toy:32", "--labels", "/no/labels.json", *FAST], "labels file .* does not exist"),
     (["bias", "report"], "needs a run folder"),
     (["bias", "report", "/no/run"], "is not a clipaudit run folder"),
     (["bias", "runs/x"], "invalid choice|unexpected argument"),
@@ -106,7 +106,7 @@ def test_bad_inputs_are_one_line_errors(capsys, argv, match):
 def test_labels_file_with_unmarked_harmful_class(tmp_path: Path, capsys):
     f = tmp_path / "labels.json"
     f.write_text(json.dumps({"classes": ["person", "thief"], "harmful": ["villain"]}))
-    err = _err(capsys, ["bias", "--dataset", "toy:32", "--labels", str(f), *FAST])
+    err = _err(capsys, ["bias", "--images", "toy:32", "--labels", str(f), *FAST])
     assert "harmful class 'villain' is not in 'classes'" in err
 
 
@@ -136,7 +136,7 @@ def test_fairface_run_lists_skips_and_uses_the_clip_label_set(tmp_path: Path, ca
     rows += ["gone.png,20-29,Male,White", "0.png,20-29,Robot,White"]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
-    assert main(["bias", "--dataset", str(tmp_path), "--probe", "denigration,weat", *FAST, "--out", str(out)]) == 0
+    assert main(["bias", "--images", str(tmp_path), "--probe", "denigration,weat", *FAST, "--out", str(out)]) == 0
     skipped = pd.read_csv(out / "skipped.csv")
     assert set(skipped.id) == {"gone.png", "0.png"} and skipped.reason.str.contains("file not found|gender").all()
     summary = json.loads((out / "summary.json").read_text())["bias"]
@@ -152,7 +152,7 @@ def test_fairface_run_lists_skips_and_uses_the_clip_label_set(tmp_path: Path, ca
 
 def test_fairface_missing_column_via_cli(tmp_path: Path, capsys):
     (tmp_path / "labels.csv").write_text("file,age,race\na.png,20-29,White\n")
-    err = _err(capsys, ["bias", "--dataset", str(tmp_path / "labels.csv"), "--layout", "fairface", *FAST])
+    err = _err(capsys, ["bias", "--images", str(tmp_path / "labels.csv"), "--layout", "fairface", *FAST])
     assert "missing column(s) gender" in err
 
 

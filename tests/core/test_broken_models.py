@@ -37,9 +37,9 @@ def test_a_finite_model_passes_the_check(tiny_vit):
 
 
 @pytest.mark.parametrize("argv", [
-    ["adversarial", "--n", "2", "--steps", "1", "--sanity-n", "2", "--examples", "0"],
-    ["typographic", "--target", "pizza", "--n", "2", "--n-resamples", "20", "--examples", "0"],
-    ["bias", "--dataset", "toy:8", "--bootstrap", "100", "--permutations", "100", "--k", "4"],
+    ["adversarial", "--n-images", "2", "--steps", "1", "--sanity-n", "2", "--examples", "0"],
+    ["typographic", "--target", "pizza", "--n-images", "2", "--bootstrap", "20", "--examples", "0"],
+    ["bias", "--images", "toy:8", "--bootstrap", "100", "--permutations", "100", "--k", "4"],
     ["neurons", "--n-images", "8", "--top", "2", "--steps", "1", "--no-attribution", "--n-words", "2",
      "--n-pictures", "2", "--k", "2"],
 ], ids=["adversarial", "typographic", "bias", "neurons"])

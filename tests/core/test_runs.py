@@ -103,10 +103,10 @@ def test_cli_refuses_occupied_out_and_both_flags(tmp_path, capsys):
     from clipaudit.cli import main
 
     RunFolder.create("neurons", tmp_path / "r", model=MODEL_A, seed=0, argv=["neurons"]).finish()
-    code = main(["adversarial", "--model", "toy", "--n", "1", "--out", str(tmp_path / "r")])
+    code = main(["adversarial", "--model", "toy", "--n-images", "1", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and "already holds a run" in err and len(err.strip().splitlines()) == 1
-    code = main(["adversarial", "--n", "1", "--out", str(tmp_path / "r"), "--force", "--resume"])
+    code = main(["adversarial", "--n-images", "1", "--out", str(tmp_path / "r"), "--force", "--resume"])
     assert code == 2 and "exclude each other" in capsys.readouterr().err
 
 
@@ -237,7 +237,7 @@ def test_out_under_a_regular_file_is_a_one_line_error(tmp_path, capsys):
         RunFolder.create("neurons", blocker / "run")
     with pytest.raises(ClipauditError, match="exists and is not a folder"):
         RunFolder.create("neurons", blocker)
-    assert main(["adversarial", "--n", "1", "--out", str(blocker / "run")]) == 2
+    assert main(["adversarial", "--n-images", "1", "--out", str(blocker / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --out") and "cannot be written" in err and len(err.strip().splitlines()) == 1
 

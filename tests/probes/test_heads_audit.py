@@ -54,7 +54,7 @@ def test_resnet_runs_without_a_defence(tiny_rn):
 @pytest.mark.parametrize("argv, message", [
     (["--budget", "1.5"], "--budget must be a clean-accuracy drop in [0, 1], got 1.5"),
     (["--budget", "-0.1"], "--budget must be a clean-accuracy drop in [0, 1]"),
-    (["--n", "0"], "--n must be >= 1"),
+    (["--n-images", "0"], "--n-images must be >= 1"),
 ])
 def test_bad_flags_fail_in_one_line_before_any_model_work(argv, message, capsys, tmp_path):
     code = main(["heads", "--model", "toy-vit", "--out", str(tmp_path / "r"), *argv])

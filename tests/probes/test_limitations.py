@@ -266,7 +266,7 @@ def test_cli_end_to_end_writes_a_conforming_folder_and_refuses_bad_flags(tmp_pat
     from clipaudit.contract import check_folder
 
     out = tmp_path / "run"
-    assert main(["limitations", "--model", "toy-rn", "--n", "160", "--n-shift", "16", "--n-count", "16",
+    assert main(["limitations", "--model", "toy-rn", "--n-images", "160", "--n-shift", "16", "--n-count", "16",
                  "--n-digits", "40", "--shots", "1,2", "--repeats", "1", "--out", str(out)]) == 0
     assert check_folder(out, [AUDITS["limitations"].contract]) == []
     printed = capsys.readouterr().out
@@ -285,3 +285,15 @@ def test_model_card_limitations_name_their_summary_keys():
                         ("L-ood", "limitations.digits_zero_shot_accuracy"),
                         ("L-shift", "limitations.worst_shift_drop")):
         assert key in get_limitation(lim_id).metrics
+
+
+def test_stratified_split_puts_an_image_in_every_split_when_a_class_has_enough():
+    import numpy as np
+
+    from clipaudit.probes.linear_probe import stratified_split
+
+    labels = np.repeat(["one", "two", "three", "four"], 4)  # floor(0.7 * 4) - floor(0.5 * 4) = 0 before
+    parts = stratified_split(labels, [0.5, 0.2, 0.3], seed=0)
+    for part in parts:
+        assert sorted(set(labels[part])) == sorted(set(labels))
+    assert sorted(np.concatenate(parts).tolist()) == list(range(16))
