@@ -33,7 +33,7 @@ from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError
 from clipaudit.model import AuditModel, in_eval_mode
 from clipaudit.result import Result
-from clipaudit.stats import grouped_rates_bootstrap, proportion_ci, ci_from_draws
+from clipaudit.stats import proportion_ci
 from clipaudit.zeroshot import iterate, read_templates, require_classes, resolve_classes
 
 SECTION = "adversarial"
@@ -305,23 +305,23 @@ def _rate(values: pd.Series) -> tuple[float, int, int]:
     return (float(v.mean()) if len(v) else float("nan"), int(v.sum()), len(v))
 
 
-def _ci(k: int, n: int, seed: int) -> list[float]:
-    lo, hi = proportion_ci(k, n, seed=seed)
-    return [lo, hi]
+def _ci(k: int, n: int) -> list[float]:
+    """The Wilson interval of ``k / n`` (:func:`clipaudit.stats.proportion_ci`) as a JSON pair."""
+    return list(proportion_ci(k, n))
 
 
 def curve_row(images: pd.DataFrame, eps: float, seed: int) -> dict:
     clean, _, _ = _rate(images["correct_clean"])
     robust, k, n = _rate(images["correct_adv"])
     asr, _, _ = _rate(images["success"])
-    lo, hi = _ci(k, n, seed)
+    lo, hi = _ci(k, n)
     return {"eps": eps, "n": len(images), "clean_accuracy": clean, "robust_accuracy": robust, "ci_low": lo,
             "ci_high": hi, "attack_success_rate": asr, "mean_norm": float(images["norm"].mean()),
             "max_norm": float(images["norm"].max())}
 
 
 def by_class_table(images: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Clean and robust accuracy per true class, with stratified bootstrap CIs of the robust rate."""
+    """Clean and robust accuracy per true class, with Wilson intervals of the robust rate."""
     known = images[images["true_class"] != ""]
     cols = ["class", "n", "clean_accuracy", "robust_accuracy", "ci_low", "ci_high", "attack_success_rate",
             "mean_norm"]
@@ -332,8 +332,8 @@ def by_class_table(images: pd.DataFrame, seed: int) -> pd.DataFrame:
     clean = g["correct_clean"].apply(lambda s: s.astype(bool).mean())
     robust_k = g["correct_adv"].apply(lambda s: s.astype(bool).sum())
     asr = g["success"].apply(lambda s: s.dropna().astype(bool).mean() if s.notna().any() else float("nan"))
-    draws = grouped_rates_bootstrap(robust_k.to_numpy(), n.to_numpy(), seed=seed)
-    lo, hi = ci_from_draws(draws)
+    cis = [proportion_ci(int(k), int(m)) for k, m in zip(robust_k, n)]
+    lo, hi = [c[0] for c in cis], [c[1] for c in cis]
     return pd.DataFrame({"class": n.index, "n": n.to_numpy(), "clean_accuracy": clean.to_numpy(),
                          "robust_accuracy": (robust_k / n).to_numpy(), "ci_low": lo, "ci_high": hi,
                          "attack_success_rate": asr.to_numpy(),
@@ -517,8 +517,8 @@ def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run
         "target_added": bool(setup.added), "n_images": len(images), "n_skipped": len(source.skipped),
         "n_classes": len(setup.classes),
         "clean_accuracy": head["clean_accuracy"], "robust_accuracy": head["robust_accuracy"],
-        "robust_accuracy_ci": _ci(k_rob, n_rob, config.seed),
-        "attack_success_rate": head["attack_success_rate"], "attack_success_ci": _ci(k_suc, n_suc, config.seed),
+        "robust_accuracy_ci": _ci(k_rob, n_rob),
+        "attack_success_rate": head["attack_success_rate"], "attack_success_ci": _ci(k_suc, n_suc),
         "n_attack_eligible": n_suc,
         "mean_norm": float(images["norm"].mean()), "max_norm": float(images["norm"].max()),
         "sanity_passed": bool(sanity["passed"].all()),

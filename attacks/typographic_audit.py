@@ -34,8 +34,7 @@ from clipaudit.data import ImageSource
 from clipaudit.errors import ClipauditError, suggest
 from clipaudit.model import AuditModel, ZeroShotHead, in_eval_mode
 from clipaudit.result import Result
-from clipaudit.stats import (bootstrap_ci, ci_from_draws, grouped_rates_bootstrap, proportion_ci,
-                             spearman)
+from clipaudit.stats import bootstrap_ci, grouped_rate_ci, rate_ci, spearman
 from clipaudit.distributed import distributed_context, gather
 from clipaudit.zeroshot import (iterate, predict_probs, read_templates, read_word_list, require_classes,
                                 resolve_classes)
@@ -67,7 +66,7 @@ class TypographicConfig:
             rest are the words whose text embedding is closest to the target's (0 = no limit).
         batch_size: images per forward pass.
         examples: images shown in the example figure.
-        n_resamples: bootstrap resamples per interval.
+        n_resamples: bootstrap resamples for the intervals of mean probability changes (rates get Wilson intervals).
         seed: seeds rendering (random positions, angles) and the bootstrap.
     """
 
@@ -304,13 +303,10 @@ def _merge_passes(parts: list[_Pass], position: dict[str, int], n_examples: int,
 
 # ---------------------------------------------------------------------- statistics
 
-def _rate(flags: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float, float]:
-    n = int(len(flags))
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    k = int(np.sum(flags))
-    lo, hi = proportion_ci(k, n, n_resamples=n_resamples, seed=seed)
-    return k / n, lo, hi
+def _rate(flags: np.ndarray) -> tuple[float, float, float]:
+    """A success/flip rate with its Wilson interval (:func:`clipaudit.stats.rate_ci`)."""
+    r = rate_ci(int(np.sum(flags)), int(len(flags)))
+    return r.rate, r.lo, r.hi
 
 
 def _mean_ci(values: np.ndarray, n_resamples: int, seed: int) -> tuple[float, float, float]:
@@ -321,13 +317,9 @@ def _mean_ci(values: np.ndarray, n_resamples: int, seed: int) -> tuple[float, fl
     return float(v.mean()), lo, hi
 
 
-def _grouped(groups: Sequence[str], flags: np.ndarray, n_resamples: int, seed: int) -> pd.DataFrame:
-    df = pd.DataFrame({"group": list(groups), "flag": flags.astype(int)})
-    agg = df.groupby("group", sort=True)["flag"].agg(["sum", "count"]).reset_index()
-    draws = grouped_rates_bootstrap(agg["sum"].to_numpy(), agg["count"].to_numpy(), n_resamples, seed=seed)
-    lo, hi = ci_from_draws(draws)
-    return pd.DataFrame({"group": agg["group"], "n": agg["count"], "rate": agg["sum"] / agg["count"],
-                         "ci_low": lo, "ci_high": hi})
+def _grouped(groups: Sequence[str], flags: np.ndarray) -> pd.DataFrame:
+    """Rate per group with Wilson intervals (:func:`clipaudit.stats.grouped_rate_ci`)."""
+    return grouped_rate_ci(groups, flags)[["group", "n", "rate", "ci_low", "ci_high"]]
 
 
 # ---------------------------------------------------------------------- stages
@@ -348,15 +340,15 @@ def _main_stage(p: _Pass, classes: Sequence[str], target: str, style: TextStyle,
         **{f"render_{k}": [val] * len(p.ids) for k, val in style.as_dict().items()},
     })
     inc = ~excluded
-    rate, lo, hi = _rate(success[inc], cfg.n_resamples, cfg.seed)
-    frate, flo, fhi = _rate(flipped[inc], cfg.n_resamples, cfg.seed + 1)
+    rate, lo, hi = _rate(success[inc])
+    frate, flo, fhi = _rate(flipped[inc])
     drop, dlo, dhi = _mean_ci((p.clean_p_true - v["p_true"])[inc], cfg.n_resamples, cfg.seed + 2)
     rise, rlo, rhi = _mean_ci((v["p_target"] - p.clean_p_target)[inc], cfg.n_resamples, cfg.seed + 3)
     has_true = p.true_idx >= 0
     clean_acc = float(np.mean(p.clean_pred[has_true] == p.true_idx[has_true])) if has_true.any() else float("nan")
     adv_acc = float(np.mean(v["pred"][has_true & inc] == p.true_idx[has_true & inc])) if (has_true & inc).any() \
         else float("nan")
-    grouped = _grouped(np.array(p.true_class)[inc], success[inc], cfg.n_resamples, cfg.seed + 4)
+    grouped = _grouped(np.array(p.true_class)[inc], success[inc])
     flips = pd.DataFrame({"group": np.array(p.true_class)[inc], "f": flipped[inc]}).groupby("group")["f"].mean()
     by_class = pd.DataFrame({"class": grouped["group"], "n": grouped["n"],
                              "attack_success_rate": grouped["rate"], "ci_low": grouped["ci_low"],
@@ -383,7 +375,7 @@ def _sweep_stage(p: _Pass, cells: list[tuple[dict, TextStyle]], classes: Sequenc
     rows, long = [], []
     for c, ((params, _), v) in enumerate(zip(cells, p.variants)):
         succ = (v["pred"] == t_idx)[inc]
-        rate, lo, hi = _rate(succ, cfg.n_resamples, cfg.seed + c)
+        rate, lo, hi = _rate(succ)
         gain = (v["p_target"] - p.clean_p_target)[inc]
         rows.append({**{k: ("default" if val is None else val) for k, val in params.items()},
                      "final_size": float(np.median(v["final_size"][inc])) if inc.any() else float("nan"),
@@ -398,7 +390,7 @@ def _sweep_stage(p: _Pass, cells: list[tuple[dict, TextStyle]], classes: Sequenc
     per = pd.concat(long, ignore_index=True) if long else pd.DataFrame()
     dose_rows, spearmans = [], {}
     for key in [k for k in cells[0][0]] if cells else []:
-        g = _grouped(per[key].astype(str), per["success"].to_numpy(), cfg.n_resamples, cfg.seed + 97)
+        g = _grouped(per[key].astype(str), per["success"].to_numpy())
         order = list(dict.fromkeys(str("default" if c[0][key] is None else c[0][key]) for c in cells))
         g = g.set_index("group").loc[order].reset_index()
         for _, r in g.iterrows():
@@ -411,7 +403,7 @@ def _sweep_stage(p: _Pass, cells: list[tuple[dict, TextStyle]], classes: Sequenc
             pass
     if len(per) and per["text_area"].nunique() > 1:
         bins = pd.qcut(per["text_area"], q=min(6, per["text_area"].nunique()), duplicates="drop")
-        g = _grouped(bins.astype(str), per["success"].to_numpy(), cfg.n_resamples, cfg.seed + 98)
+        g = _grouped(bins.astype(str), per["success"].to_numpy())
         mids = per.groupby(bins.astype(str), observed=True)["text_area"].mean()
         g["mid"] = g["group"].map(mids)
         for _, r in g.sort_values("mid").iterrows():
@@ -431,7 +423,7 @@ def _words_stage(p: _Pass, words: list[str], classes: Sequence[str], target: str
     for w, v in zip(words, p.variants):
         gain = (v["p_target"] - p.clean_p_target)[inc]
         succ = (v["pred"] == t_idx)[inc]
-        rate, lo, hi = _rate(succ, cfg.n_resamples, cfg.seed)
+        rate, lo, hi = _rate(succ)
         rows.append({"word": w, "source_class": "all", "n": int(inc.sum()), "mean_target_gain": float(gain.mean()),
                      "attack_success_rate": rate, "ci_low": lo, "ci_high": hi})
         for cls in sorted(set(src)):

@@ -136,7 +136,7 @@ def format_summary(summary: dict) -> str:
     from clipaudit.audits import AUDITS
     from clipaudit.stats import format_ci
 
-    lines = [f"{'audit':<12} {'measure':<30} value"]
+    rows = []
     for audit in AUDITS.values():
         section = summary.get(audit.name) if isinstance(summary.get(audit.name), dict) else {}
         for h in audit.headlines:
@@ -148,7 +148,10 @@ def format_summary(summary: dict) -> str:
                 text = format_ci(value, ci[0], ci[1])
             else:
                 text = f"{value:.3f}" if isinstance(value, float) else str(value)
-            lines.append(f"{audit.name:<12} {h.label:<30} {text}")
+            rows.append((audit.name, h.label, text))
+    wa = max([len("audit"), *(len(r[0]) for r in rows)])
+    wm = max([len("measure"), *(len(r[1]) for r in rows)])
+    lines = [f"{'audit':<{wa}}  {'measure':<{wm}}  value"] + [f"{a:<{wa}}  {m:<{wm}}  {t}" for a, m, t in rows]
     return "\n".join(lines)
 
 
@@ -175,8 +178,8 @@ def register(sub) -> None:
     p = add_command(sub, "audit", "Run every registered audit (neurons, typographic, adversarial, bias, ...) on "
                     "one model into one run folder, write report.html and print the headline numbers.",
                     "clipaudit audit --quick", _cmd_audit)
-    p.add_argument("--quick", action="store_true", help="small sample sizes (on the toy: 120 s of CPU time, "
-                   "half a minute to two minutes of wall time by free cores)")
+    p.add_argument("--quick", action="store_true", help="small sample sizes (on the toy: about 20 s of wall time "
+                   "and 30 s of CPU time on 2 free cores)")
     p.add_argument("--target", default="pizza", help="typographic target word")
     p.add_argument("--skip", default="", help="comma list of audits to skip (see `clipaudit --help` for their names)")
     p = add_command(sub, "diff", "Paired differences of every headline metric between two runs of the same "

@@ -36,7 +36,8 @@ def _interventions(model) -> list[Intervention]:
 def run_audit(name: str, model, source, config, out: str | Path | None = None, seed: int | None = None,
               progress: Callable | None = None, log: Callable[[str], None] | None = None,
               write: bool = True, extra: dict | None = None,
-              inputs: dict | None = None, options: dict | None = None) -> tuple[Result, RunFolder | None]:
+              inputs: dict | None = None, options: dict | None = None,
+              existing: str | None = None) -> tuple[Result, RunFolder | None]:
     """Run audit ``name`` on ``model`` over ``source`` with ``config``.
 
     Args:
@@ -54,6 +55,9 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
             ``manifest.json["inputs"][name]`` so the run can be reproduced from its manifest.
         options: extra keyword arguments for the audit's ``run`` (objects that are not config,
             e.g. the adversarial audit's ``transfer_model``).
+        existing: an ``out`` that already holds a run: ``"refuse"`` (the default), ``"force"``
+            (replace it) or ``"resume"`` (add this audit of the same model), as ``--force`` /
+            ``--resume`` on the command line.
 
     Returns:
         ``(result, run)``; ``run`` is None when ``write`` is False.
@@ -74,7 +78,7 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
     cfg = audit.config_dict(config)
     if edits:  # an edited model is not the checkpoint: the manifest says so
         extra = {**(extra or {}), "interventions": [{"kind": e.kind, "spec": e.spec} for e in edits]}
-    run = RunFolder.create(name, out, model=model, seed=seed, config=cfg, extra=extra)
+    run = RunFolder.create(name, out, model=model, seed=seed, config=cfg, extra=extra, existing=existing)
     with run:  # RunFolder.create keeps cfg under manifest["configs"][name], with per-audit provenance
         if inputs is not None:
             manifest = json.loads((run.path / MANIFEST).read_text())

@@ -111,6 +111,30 @@ def proportion_ci(successes: int, n: int, alpha: float = 0.05, method: str = "wi
     return (float(max(0.0, lo)), float(min(1.0, hi)))
 
 
+def grouped_rate_ci(groups, flags, alpha: float = 0.05, method: str = "wilson"):
+    """Per group: ``n``, ``k``, ``rate = k / n`` and its :func:`proportion_ci` interval.
+
+    Why not a bootstrap: a group's rate is a proportion, and a percentile bootstrap of a group
+    where every item succeeded (or none did) collapses to a zero-width interval; Wilson keeps
+    real coverage at every count.
+
+    Args:
+        groups: one label per item (length N).
+        flags: one bool per item (length N).
+
+    Returns:
+        DataFrame with columns ``group, n, k, rate, ci_low, ci_high``, groups sorted.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame({"group": list(groups), "flag": np.asarray(flags, dtype=bool).astype(int)})
+    agg = df.groupby("group", sort=True)["flag"].agg(["sum", "count"]).reset_index()
+    rows = [rate_ci(int(k), int(n), alpha=alpha, method=method) for k, n in zip(agg["sum"], agg["count"])]
+    return pd.DataFrame({"group": agg["group"], "n": agg["count"].astype(int), "k": agg["sum"].astype(int),
+                         "rate": [r.rate for r in rows], "ci_low": [r.lo for r in rows],
+                         "ci_high": [r.hi for r in rows]})
+
+
 @dataclass(frozen=True)
 class RateCI:
     """A rate with its confidence interval: ``rate = k / n`` in [lo, hi] (NaN when n == 0)."""

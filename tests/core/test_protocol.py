@@ -203,3 +203,33 @@ def test_a_fifth_audit_runs_inside_clipaudit_audit(plugin, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["configs"]) == ["brightness"]
     assert check_folder(out, [plugin.contract]) == []
+
+
+def test_run_audit_can_replace_a_run_from_python(tmp_path, tiny_rn):
+    from clipaudit.data import toy_source
+    from clipaudit.errors import ClipauditError
+    from clipaudit.runner import run_audit
+    from tests.core.plugins.brightness_audit import AUDIT as BRIGHTNESS, BrightnessConfig
+
+    register(BRIGHTNESS)
+    try:
+        src = toy_source(6, seed=1, kind="object")
+        run_audit("brightness", tiny_rn, src, BrightnessConfig(), out=tmp_path / "r")
+        with pytest.raises(ClipauditError, match="--force"):
+            run_audit("brightness", tiny_rn, src, BrightnessConfig(), out=tmp_path / "r")
+        result, _ = run_audit("brightness", tiny_rn, src, BrightnessConfig(), out=tmp_path / "r", existing="force")
+        assert result.summary["n_images"] == 6
+    finally:
+        unregister("brightness")
+
+
+def test_headline_table_keeps_its_value_column_aligned():
+    from clipaudit.audit_cli import format_summary
+
+    summary = {"typographic": {"attack_success_rate": 0.9, "attack_success_ci": [0.8, 0.95]},
+               "limitations": {"mean_effective_robustness": 0.004, "base_accuracy": 0.99}}
+    header, *rows = format_summary(summary).splitlines()
+    col = header.index("value")
+    assert len(rows) >= 2
+    for row in rows:  # every value starts in the header's value column, after two spaces
+        assert row[col - 2:col] == "  " and row[col] in "0123456789-"

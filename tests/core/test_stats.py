@@ -215,3 +215,27 @@ def test_format_ci():
     assert format_ci(0.12345, 0.1, 0.2) == "0.123 [0.100, 0.200]"
     assert format_ci(float("inf"), 1.5, float("inf"), digits=2) == "inf [1.50, inf]"
     assert format_ci(float("nan"), 0.0, float("inf"), digits=1) == "n/a [0.0, inf]"
+
+
+def test_grouped_rate_ci_keeps_width_where_every_item_succeeded():
+    from clipaudit.stats import grouped_rate_ci
+
+    table = grouped_rate_ci(["a"] * 7 + ["b"] * 4, [True] * 7 + [True, False, False, False]).set_index("group")
+    z = 1.959963984540054
+    n = 7  # Wilson with k = n: lower bound n / (n + z^2), derived by hand from the score interval
+    assert table.loc["a", "rate"] == 1.0 and table.loc["a", "ci_high"] == pytest.approx(1.0)
+    assert table.loc["a", "ci_low"] == pytest.approx(n / (n + z * z), abs=1e-9)
+    assert table.loc["b", "n"] == 4 and table.loc["b", "k"] == 1 and table.loc["b", "ci_low"] > 0
+
+
+def test_attack_tables_by_class_use_intervals_with_width():
+    import pandas as pd
+
+    from clipaudit.attacks.adversarial_audit import by_class_table
+
+    images = pd.DataFrame({"true_class": ["apple"] * 7 + ["ipod"] * 5, "correct_clean": [True] * 12,
+                           "correct_adv": [True] * 7 + [False] * 5, "success": [False] * 7 + [True] * 5,
+                           "norm": [0.01] * 12})
+    table = by_class_table(images, seed=0).set_index("class")
+    assert table.loc["apple", "ci_low"] < 0.7 < table.loc["apple", "ci_high"]  # not [1.0, 1.0]
+    assert table.loc["ipod", "ci_low"] == 0.0 and table.loc["ipod", "ci_high"] > 0.3  # not [0.0, 0.0]
