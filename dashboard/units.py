@@ -191,7 +191,11 @@ def get_unit(store: RunStore, pathname: str) -> Unit:
 # ------------------------------------------------------------------------------ neurons
 
 def _split(text: Any) -> list[str]:
-    return [x for x in str(text or "").split(";") if x] if isinstance(text, str) else []
+    """'a;b;c' (or space- or comma-separated ids) -> ['a', 'b', 'c']."""
+    if not isinstance(text, str):
+        return []
+    sep = ";" if ";" in text else ("," if "," in text else " ")
+    return [x.strip() for x in text.split(sep) if x.strip()]
 
 
 def _neuron_index(store: RunStore, view: RunView) -> pd.DataFrame | None:
@@ -343,8 +347,15 @@ def _latent_index(store: RunStore, view: RunView) -> pd.DataFrame | None:
         out = out.merge(g, on="latent", how="left")
     else:
         out["label"], out["labels"], out["score"] = "", "", np.nan
-    out["label"] = out["label"].fillna("")
-    out["labels"] = out["labels"].fillna("")
+    if "label" in lat.columns:  # latents no planted factor claims keep their SoftWPMI label
+        soft = lat.set_index(lat["latent"].astype(int))
+        no_factor = out["label"].isna() | (out["label"].astype(str) == "")
+        out.loc[no_factor, "label"] = out.loc[no_factor, "latent"].map(soft["label"]).to_numpy()
+        out.loc[no_factor, "labels"] = out.loc[no_factor, "latent"].map(soft.get("labels", soft["label"])).to_numpy()
+        if "label_score" in soft:
+            out.loc[no_factor, "score"] = out.loc[no_factor, "latent"].map(soft["label_score"]).to_numpy()
+    out["label"] = out["label"].fillna("").astype(str)
+    out["labels"] = out["labels"].fillna("").astype(str)
     out["address"] = out["latent"].astype(str)
     return out[["address", "label", "labels", "score"]]
 
@@ -360,7 +371,7 @@ def _latent_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Un
     r = row.iloc[0]
     unit = Unit("latent", store.run_name(view), (str(latent),),
                 stats={k: _plain(v) for k, v in r.items() if k not in ("latent", "top_images")})
-    tops = _split(str(r.get("top_images") or "").replace(",", ";"))
+    tops = _split(str(r.get("top_images") or ""))
     if tops:
         unit.tables["top examples"] = pd.DataFrame({"rank": range(len(tops)), "id": tops})
     f = _latent_factors(store, view)
@@ -370,6 +381,11 @@ def _latent_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Un
             unit.tables["planted factors"] = part.reset_index(drop=True)
             unit.labels = [(str(x["factor"]), float(x["latent_auroc"])) for _, x in part.iterrows()]
             unit.label = unit.labels[0][0]
+    if not unit.labels and isinstance(r.get("label"), str) and r.get("label"):  # SoftWPMI, latents as units
+        score = r.get("label_score")
+        words = _split(str(r.get("labels") or r["label"]))
+        unit.labels = [(w, float(score) if i == 0 and score is not None else None) for i, w in enumerate(words)]
+        unit.label = str(r["label"])
     unit.missing.append("feature visualisation, attribution, quantile samples: the SAE audit records none per latent")
     return unit
 

@@ -39,7 +39,9 @@ def _sae_run(root) -> None:
     run.write_table("sae_latents", pd.DataFrame({"latent": [0, 1, 2], "fire_rate": [0.1, 0.05, 0.0],
                                                  "mean_activation": [0.3, 0.2, 0.0],
                                                  "max_activation": [2.0, 1.0, 0.0],
-                                                 "top_images": ["3;4;5", "1;2", ""]}))
+                                                 "top_images": ["3;4;5", "1;2", ""],
+                                                 "label": ["red", "pizza", "apple"], "label_score": [-3.0, -2.0, -9.0],
+                                                 "labels": ["red;blue", "pizza", "apple;banana"]}))
     run.write_table("sae_factors", pd.DataFrame({"factor": ["label=pizza", "colour=red"], "group": ["label", "colour"],
                                                  "domain": ["object", "object"], "latent": [1, 0],
                                                  "latent_auroc": [0.97, 0.8]}))
@@ -127,7 +129,9 @@ def test_head_and_latent_pages(store):
     assert "L-typographic" not in get_unit(store, "/unit/head/heads-synth/0/0").limitations
     latent = get_unit(store, "/unit/latent/sae-synth/1")
     assert latent.label == "label=pizza" and list(latent.tables["top examples"]["id"]) == ["1", "2"]
-    assert by_id(render_page(store, "/unit/latent/sae-synth/2", None, None), ids.UNIT_LABEL).children == "(no label)"
+    # no planted factor for latent 2: its SoftWPMI label (latents as units) heads the page, title and list agree
+    assert by_id(render_page(store, "/unit/latent/sae-synth/2", None, None), ids.UNIT_LABEL).children == "apple"
+    assert [w for w, _ in get_unit(store, "/unit/latent/sae-synth/2").labels] == ["apple", "banana"]
 
 
 def test_neighbour_links_walk_the_run_in_order(store):
@@ -179,3 +183,10 @@ def test_search_page_lists_links(store):
     assert links[0].href == search_units(store, "pizza").iloc[0]["url"]
     assert "no unit of the open runs has a label like 'zzqx'" in text(render_page(store, "/search", None, None,
                                                                                  search="?q=zzqx"))
+
+
+def test_top_image_ids_are_read_in_the_separators_audits_write():
+    from clipaudit.dashboard.units import _split
+
+    assert _split("108 176 278") == _split("108;176;278") == _split("108,176,278") == ["108", "176", "278"]
+    assert _split("") == [] and _split(float("nan")) == []
