@@ -60,4 +60,5 @@ def page_for(name: str) -> Any:
     audit = AUDITS[name]
     if audit.page:
         return importlib.import_module(audit.page)
-    return GenericPage(name, name.replace("_", " ").capitalize())
+    title = name.upper() if len(name) <= 3 else name.replace("_", " ").capitalize()  # sae -> SAE (an acronym)
+    return GenericPage(name, title)
