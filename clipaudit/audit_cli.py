@@ -133,22 +133,16 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 def format_summary(summary: dict) -> str:
     """The short table printed at the end of ``clipaudit audit``."""
-    from clipaudit.audits import AUDITS
+    from clipaudit.audits import headline_values
     from clipaudit.stats import format_ci
 
     rows = []
-    for audit in AUDITS.values():
-        section = summary.get(audit.name) if isinstance(summary.get(audit.name), dict) else {}
-        for h in audit.headlines:
-            value = section.get(h.key)
-            if value is None:
-                continue
-            ci = section.get(h.ci_key) if h.ci_key else None
-            if isinstance(value, float) and isinstance(ci, list) and len(ci) == 2 and None not in ci:
-                text = format_ci(value, ci[0], ci[1])
-            else:
-                text = f"{value:.3f}" if isinstance(value, float) else str(value)
-            rows.append((audit.name, h.label, text))
+    for hv in headline_values(summary):
+        if isinstance(hv.value, float) and hv.ci is not None:
+            text = format_ci(hv.value, hv.ci[0], hv.ci[1])
+        else:
+            text = f"{hv.value:.3f}" if isinstance(hv.value, float) else str(hv.value)
+        rows.append((hv.audit, hv.headline.label, text))
     wa = max([len("audit"), *(len(r[0]) for r in rows)])
     wm = max([len("measure"), *(len(r[1]) for r in rows)])
     lines = [f"{'audit':<{wa}}  {'measure':<{wm}}  value"] + [f"{a:<{wa}}  {m:<{wm}}  {t}" for a, m, t in rows]

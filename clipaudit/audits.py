@@ -112,9 +112,6 @@ class Audit:
         if self.contract.section != self.name:
             raise ValueError(f"audit {self.name!r}: its contract's section is {self.contract.section!r}")
 
-    def default_config(self) -> Any:
-        return self.config()
-
     def config_dict(self, config: Any) -> dict[str, Any]:
         """JSON-ready config for ``manifest.json["configs"][name]`` (nested dataclasses included;
         tuples become lists, as JSON has them), so a config and its manifest entry compare equal."""
@@ -145,6 +142,34 @@ class Audit:
                 value = tuple(value)
             kwargs[f.name] = value
         return self.config(**kwargs)
+
+
+@dataclass(frozen=True)
+class HeadlineValue:
+    """A headline figure found in a run's summary: its audit, its :class:`Headline`, the value
+    and the value's interval (``[lo, hi]`` or None)."""
+
+    audit: str
+    headline: Headline
+    value: Any
+    ci: list | None
+
+
+def headline_values(summary: dict) -> list[HeadlineValue]:
+    """Every registered audit's headline figures present in ``summary`` (a run's summary.json),
+    in registry order; the one walk the CLI table and the dashboard overview both format."""
+    out = []
+    for audit in AUDITS.values():
+        section = summary.get(audit.name)
+        if not isinstance(section, dict):
+            continue
+        for h in audit.headlines:
+            if section.get(h.key) is None:
+                continue
+            ci = section.get(h.ci_key) if h.ci_key else None
+            ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci)
+            out.append(HeadlineValue(audit.name, h, section[h.key], list(ci) if ok else None))
+    return out
 
 
 class _Registry(Mapping[str, Audit]):
@@ -199,9 +224,5 @@ def unregister(name: str) -> None:
     AUDITS._entries.pop(name, None)
 
 
-def get_audit(name: str) -> Audit:
-    return AUDITS[name]
-
-
-__all__ = ["AUDITS", "Audit", "Headline", "PairedMetric", "column", "equals", "get_audit", "minus", "register",
+__all__ = ["AUDITS", "Audit", "Headline", "HeadlineValue", "PairedMetric", "headline_values", "column", "equals", "minus", "register",
            "unregister"]

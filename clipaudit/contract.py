@@ -460,9 +460,7 @@ to rerun it), `audits`, versions, started, finished, status), `summary.json` (on
 def render_markdown(contracts: Iterable[AuditContract] | None = None) -> str:
     """``docs/run-folders.md`` from the contracts (default: every registered audit's)."""
     if contracts is None:
-        from clipaudit.audits import AUDITS
-
-        contracts = [a.contract for a in AUDITS.values()]
+        contracts = all_contracts()
     out = [_PREAMBLE.format(skipped=SKIPPED.name, skipped_cols=", ".join(c.name for c in SKIPPED.columns))]
     for contract in contracts:
         out.append(f"\n## {contract.section}  (summary section `{contract.section}`)\n")

@@ -29,8 +29,13 @@ class Intervention:
     enter: Callable[[], Any]
 
 
-def _interventions(model) -> list[Intervention]:
-    return list(getattr(model, "interventions", None) or [])
+def _run_edited(audit, model, source, config, sink: ResultSink, options: dict | None) -> Result:
+    """``audit.run`` in eval mode, under every intervention the model carries (``--ablate-heads``,
+    ``--sae-edit``), each removed on the way out."""
+    with eval_mode(model), ExitStack() as stack:
+        for edit in getattr(model, "interventions", None) or []:
+            stack.enter_context(edit.enter())
+        return audit.run(model, source, config, sink, **(options or {}))
 
 
 def run_audit(name: str, model, source, config, out: str | Path | None = None, seed: int | None = None,
@@ -68,13 +73,10 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
     audit = AUDITS[name]
     if not isinstance(config, audit.config):
         raise TypeError(f"audit {name!r} needs a {audit.config.__name__}, got {type(config).__name__}")
-    edits = _interventions(model)
     if not write:
-        sink = ResultSink(audit.contract, None, progress=progress, log=log)
-        with eval_mode(model), ExitStack() as stack:
-            for edit in edits:
-                stack.enter_context(edit.enter())
-            return audit.run(model, source, config, sink, **(options or {})), None
+        return _run_edited(audit, model, source, config, ResultSink(audit.contract, None, progress=progress, log=log),
+                           options), None
+    edits = getattr(model, "interventions", None) or []
     cfg = audit.config_dict(config)
     if edits:  # an edited model is not the checkpoint: the manifest says so
         extra = {**(extra or {}), "interventions": [{"kind": e.kind, "spec": e.spec} for e in edits]}
@@ -84,11 +86,8 @@ def run_audit(name: str, model, source, config, out: str | Path | None = None, s
             manifest = json.loads((run.path / MANIFEST).read_text())
             known = manifest.get("inputs") if isinstance(manifest.get("inputs"), dict) else {}
             run.update_manifest({"inputs": {**known, name: inputs}})
-        sink = ResultSink(audit.contract, run, progress=progress, log=log)
-        with eval_mode(model), ExitStack() as stack:
-            for edit in edits:
-                stack.enter_context(edit.enter())
-            result = audit.run(model, source, config, sink, **(options or {}))
+        result = _run_edited(audit, model, source, config,
+                             ResultSink(audit.contract, run, progress=progress, log=log), options)
     return result, run
 
 

@@ -52,10 +52,6 @@ class ResultSink:
         self.section = contract.section if contract is not None else (section or "results")
         self.result = Result(self.section)
 
-    @property
-    def writes(self) -> bool:
-        return self.run is not None
-
     def table(self, name: str, df: pd.DataFrame) -> pd.DataFrame:
         """Record table ``name`` (replacing an earlier version of it) and write it."""
         check_table(self.contract, name, df)
@@ -93,11 +89,4 @@ class ResultSink:
         return self.summary(values)
 
 
-def as_sink(target: "ResultSink | RunFolder | None", contract: AuditContract) -> ResultSink:
-    """A sink for an audit called with a sink, a bare run folder (older callers) or nothing."""
-    if isinstance(target, ResultSink):
-        return target
-    return ResultSink(contract, target)
-
-
-__all__ = ["ResultSink", "as_sink"]
+__all__ = ["ResultSink"]

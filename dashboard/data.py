@@ -210,7 +210,7 @@ def model_facts(view: RunView) -> dict:
 def _fmt_headline(key: str, value: Any, ci: Any) -> str:
     is_rate = key.endswith(("_rate", "accuracy")) and isinstance(value, (int, float)) and 0 <= value <= 1
     text = fmt_rate(value) if is_rate else fmt_num(value)
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
+    if ci is not None:
         lo, hi = (fmt_rate(c) for c in ci) if is_rate else (fmt_num(c) for c in ci)
         text += f" [{lo}, {hi}]"
     return text
@@ -223,20 +223,10 @@ def headline_rows(view: RunView) -> list[dict[str, Any]]:
         dicts with ``audit``, ``key``, ``measure`` (the label), ``value`` and ``text`` (formatted,
         with its 95% interval when the audit declares one).
     """
-    from clipaudit.audits import AUDITS
+    from clipaudit.audits import headline_values
 
-    rows = []
-    for audit in AUDITS.values():
-        values = view.summary.get(audit.name)
-        if not isinstance(values, dict):
-            continue
-        for h in audit.headlines:
-            if values.get(h.key) is None:
-                continue
-            ci = values.get(h.ci_key) if h.ci_key else None
-            rows.append({"audit": audit.name, "key": h.key, "measure": h.label, "value": values[h.key],
-                         "text": _fmt_headline(h.key, values[h.key], ci)})
-    return rows
+    return [{"audit": hv.audit, "key": hv.headline.key, "measure": hv.headline.label, "value": hv.value,
+             "text": _fmt_headline(hv.headline.key, hv.value, hv.ci)} for hv in headline_values(view.summary)]
 
 
 def headline(view: RunView) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ audit can run under (:func:`sae_edit_from_spec`).
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -173,21 +173,5 @@ def sae_edit_from_spec(model, spec: "EditSpec | str | None") -> Iterator[None]:
         yield
 
 
-def add_edit_argument(parser) -> None:
-    """Add ``--sae-edit RUN:latents=...`` to an audit command's parser."""
-    parser.add_argument("--sae-edit", default=None, metavar="RUN:latents=I,J[:scale=F|:clamp=V]",
-                        help="run the audit with these SAE latents of a `clipaudit sae` run suppressed (scale=0, "
-                             "the default), scaled or clamped; the reconstruction error is kept")
-
-
-def edit_from_args(model, args) -> AbstractContextManager[None]:
-    """The context an audit command runs its audit in: the ``--sae-edit`` of ``args`` (or none).
-
-    The spec is parsed first, so a malformed value fails before any model work.
-    """
-    text = getattr(args, "sae_edit", None)
-    return sae_edit_from_spec(model, parse_edit_spec(text) if text else None)
-
-
-__all__ = ["EditSpec", "add_edit_argument", "edit_from_args", "LatentEdit", "add_row_delta", "edit_fn", "edited", "parse_edit_spec", "sae_edit_from_spec",
+__all__ = ["EditSpec", "LatentEdit", "add_row_delta", "edit_fn", "edited", "parse_edit_spec", "sae_edit_from_spec",
            "splice_fn", "spliced"]

@@ -169,3 +169,33 @@ def test_stopping_early_leaves_no_decodes_running(tiny_vit):
     next(it)
     it.close()
     assert len(calls) <= 3 * 5
+
+
+def test_a_subset_keeps_what_the_source_knows():
+    from clipaudit.bias.datasets import open_dataset
+
+    src = toy_source(8, seed=3, kind="object")
+    sub = src.subset([True, False] * 4)
+    assert len(sub) == 4 and list(sub.ids) == src.ids[::2]
+    assert sub.classnames == src.classnames and sub.pictures is src.pictures and sub.layout == "toy"
+    people = open_dataset("toy:16")
+    part = people.shard(0, 2)
+    assert part.attributes == people.attributes == ("skin", "hair", "age") and part.layout == "toy"
+
+
+def test_default_classes_prefer_the_sources_vocabulary_then_its_labels_then_the_model(tiny_rn):
+    import dataclasses
+
+    import pandas as pd
+
+    from clipaudit.errors import ClipauditError
+    from clipaudit.zeroshot import default_classes
+
+    src = toy_source(4, seed=3, kind="object")
+    assert default_classes(tiny_rn, src) == list(src.classnames)  # all 16 classes, not only the 4 drawn
+    labelled = dataclasses.replace(src, classnames=None, items=src.items.assign(label=["b", "a", "b", "a"]))
+    assert default_classes(tiny_rn, labelled) == ["a", "b"]
+    bare = dataclasses.replace(src, classnames=None, items=pd.DataFrame({"id": ["0", "1"]}))
+    assert default_classes(tiny_rn, bare) == list(tiny_rn.classnames)
+    with pytest.raises(ClipauditError, match="--classes"):
+        default_classes(dataclasses.replace(tiny_rn, classnames=None), bare)
