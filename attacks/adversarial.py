@@ -255,12 +255,20 @@ def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor
 # --------------------------------------------------------------------------- attacks
 
 def _grad(objective: Objective, x: torch.Tensor, idx: torch.Tensor | None):
-    """One forward+backward: (loss, logits, d loss / d x) for the sub-batch."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss, logits = objective(x, idx)
-        (grad,) = torch.autograd.grad(loss.sum(), x)
-    return loss.detach(), logits.detach(), grad
+    """One forward+backward: (loss, logits, d loss / d x) for the sub-batch.
+
+    With ``objective.eot`` = n > 1 the gradient is the mean over n forward+backward passes
+    (Expectation over Transformation, Athalye et al. 2018), for models whose forward pass is
+    random; loss and logits are those of the last pass."""
+    draws = max(1, int(getattr(objective, "eot", 1)))
+    total = None
+    for _ in range(draws):
+        xr = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss, logits = objective(xr, idx)
+            (grad,) = torch.autograd.grad(loss.sum(), xr)
+        total = grad if total is None else total + grad
+    return loss.detach(), logits.detach(), total / draws if draws > 1 else total
 
 
 def _active(best: _Best, early_stop: bool) -> torch.Tensor | None:

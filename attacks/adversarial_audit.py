@@ -17,6 +17,7 @@ else the clean prediction):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -69,6 +70,13 @@ class AdversarialConfig:
         sanity_n: images used for the sanity checks.
         examples: clean / perturbation / adversarial triplets drawn in the figure.
         seed: seed of random starts, noise and bootstrap.
+        protocol: ``autoattack`` or ``robust-clip`` (:mod:`clipaudit.attacks.protocol`): the
+            worst case over ``ensemble`` instead of one attack; None = the single ``attack``.
+        ensemble: the protocol's attacks, in order (``apgd-ce``, ``apgd-t``, ``square``).
+        n_targets: APGD-T target classes per image. queries: Square's forward passes per image.
+        individual: run each ensemble attack on every image too (per-attack robust accuracy).
+        bpda: differentiate through the model's non-differentiable input stage as the identity.
+        eot: gradients averaged over this many forward passes (random input stages).
     """
 
     target: str | None = None
@@ -88,10 +96,19 @@ class AdversarialConfig:
     sanity_n: int = 32
     examples: int = 4
     seed: int = 0
+    protocol: str | None = None
+    ensemble: tuple[str, ...] = ("apgd-ce", "apgd-t", "square")
+    n_targets: int = 9
+    queries: int = 5000
+    individual: bool = False
+    bpda: bool = False
+    eot: int = 1
 
     def __post_init__(self) -> None:
         if self.steps is None:
-            object.__setattr__(self, "steps", 1 if self.attack == "fgsm" else DEFAULT_STEPS)
+            default = 100 if self.protocol else DEFAULT_STEPS
+            object.__setattr__(self, "steps", 1 if self.attack == "fgsm" and not self.protocol else default)
+        object.__setattr__(self, "ensemble", tuple(self.ensemble))
 
     def validate(self, image_size: int | None = None) -> "AdversarialConfig":
         """Raise :class:`ClipauditError` on the first bad field (before any work is done)."""
@@ -122,7 +139,33 @@ class AdversarialConfig:
             raise ClipauditError("--target is empty; give a class name such as pizza, or omit it")
         if self.mode == "embedding" and self.target is None and self.attack == "fgsm" and self.eps == 0:
             pass  # allowed: a no-op run that still reports the sanity checks
+        self._check_protocol()
         return self
+
+    def _check_protocol(self) -> None:
+        from clipaudit.attacks.ensemble import EnsembleSettings
+        from clipaudit.attacks.protocol import PROTOCOLS, ROBUST_CLIP_EPS
+
+        if int(self.eot) < 1:
+            raise ClipauditError(f"--eot must be >= 1 (gradient samples per step), got {self.eot}")
+        if self.protocol is None:
+            return
+        if self.protocol not in PROTOCOLS:
+            from clipaudit.errors import suggest
+
+            raise ClipauditError(f"unknown --protocol {self.protocol!r}{suggest(str(self.protocol), list(PROTOCOLS))}; "
+                                 f"valid: {', '.join(PROTOCOLS)}")
+        EnsembleSettings(self.ensemble, int(self.steps), int(self.n_targets), int(self.queries),
+                         self.individual, int(self.eot)).check()
+        if self.target is not None or self.mode != "classifier":
+            raise ClipauditError(f"--protocol {self.protocol} measures untargeted zero-shot robustness; drop "
+                                 "--target / --mode embedding, or drop --protocol for a single targeted attack")
+        if self.norm != "linf" and "square" in self.ensemble:
+            raise ClipauditError(f"--protocol {self.protocol} includes Square, which is l-inf only here; use "
+                                 "--norm linf")
+        if self.protocol == "robust-clip" and (float(self.eps) not in ROBUST_CLIP_EPS or self.eps_sweep):
+            raise ClipauditError("--protocol robust-clip fixes eps at 2/255 and 4/255; drop --eps/--eps-sweep, "
+                                 "or use --protocol autoattack --eps X for another budget")
 
     def _check_step_size(self) -> None:
         if self.step_size is None:
@@ -190,9 +233,12 @@ def _labels_for(meta: pd.DataFrame, classes: list[str]) -> list[str]:
 def _objective(setup: _Setup, config: AdversarialConfig, labels: torch.Tensor,
                clean_emb: torch.Tensor) -> Objective:
     if config.mode == "classifier":
-        return Objective(setup.head, labels, setup.target_index, "classifier")
-    anchor = setup.target_embedding if setup.target_index is not None else clean_emb
-    return Objective(setup.head, labels, setup.target_index, "embedding", anchor)
+        obj = Objective(setup.head, labels, setup.target_index, "classifier")
+    else:
+        anchor = setup.target_embedding if setup.target_index is not None else clean_emb
+        obj = Objective(setup.head, labels, setup.target_index, "embedding", anchor)
+    obj.eot = int(config.eot)
+    return obj
 
 
 def _run_attack(setup: _Setup, config: AdversarialConfig, x: torch.Tensor, labels: torch.Tensor,
@@ -461,6 +507,18 @@ def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run
     Raises:
         ClipauditError: bad config, target not addable, non-fp32 model, no loadable image.
     """
+    with model.bpda() if config.bpda else contextlib.nullcontext():
+        if config.protocol is None:
+            return _single_attack_audit(model, source, config, run, progress, transfer_model)
+        if transfer_model is not None:
+            raise ClipauditError("--transfer-to measures one attack's transfer; drop it with --protocol")
+        from clipaudit.attacks.protocol import protocol_audit
+
+        return protocol_audit(model, source, config, run, progress)
+
+
+def _single_attack_audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run,
+                         progress: Callable | None, transfer_model: AuditModel | None) -> Result:
     setup = prepare(model, source, config)
     transfer_head = None
     if transfer_model is not None:
@@ -526,6 +584,7 @@ def audit(model: AuditModel, source: ImageSource, config: AdversarialConfig, run
         "gradient_steps_per_image": main.gradient_steps / max(len(images), 1),
         "eps_sweep": [float(e) for e in sorted(curve_rows)],
         "labels_known": bool((images["true_class"] != "").any()),
+        "bpda": bool(config.bpda), "eot": int(config.eot),
     }
     if transfer_model is not None:
         summary["transfer_model"] = transfer_model.name

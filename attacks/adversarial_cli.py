@@ -7,7 +7,8 @@ import sys
 from clipaudit.errors import ClipauditError
 
 EXAMPLE = ("clipaudit adversarial --model toy --attack pgd --eps 8/255 --steps 10 --target pizza "
-           "--eps-sweep 0,1/255,2/255,4/255,8/255")
+           "--eps-sweep 0,1/255,2/255,4/255,8/255\n"
+           "  clipaudit adversarial --model toy-fare --protocol robust-clip --n-images 200")
 
 
 def _eps_list(text: str | None) -> tuple[float, ...]:
@@ -18,20 +19,73 @@ def _eps_list(text: str | None) -> tuple[float, ...]:
 
 
 def config_from_args(args: argparse.Namespace):
-    """Build (and validate the model-free parts of) the config from parsed flags."""
+    """Build (and validate the model-free parts of) the config from parsed flags.
+
+    ``--protocol`` fixes the attacks (refusing ``--attack``, ``--restarts``, ``--step-size``,
+    ``--no-random-start``, ``--target``) and, for ``robust-clip``, the budgets and templates
+    (refusing ``--eps``, ``--eps-sweep``, ``--norm l2``, ``--templates``): a flag that would be
+    overridden is an error, never silently dropped.
+    """
     from clipaudit.attacks.adversarial import parse_eps
     from clipaudit.attacks.adversarial_audit import AdversarialConfig
+    from clipaudit.attacks.protocol import PROTOCOLS, ROBUST_CLIP_EPS, ROBUST_CLIP_N
 
+    protocol = getattr(args, "protocol", None)
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            from clipaudit.errors import suggest
+
+            raise ClipauditError(f"unknown --protocol {protocol!r}{suggest(protocol, list(PROTOCOLS))}; "
+                                 f"valid: {', '.join(PROTOCOLS)}")
+        clash = [flag for flag, given in (("--attack", args.attack is not None), ("--restarts", args.restarts is not None),
+                                          ("--step-size", args.step_size is not None),
+                                          ("--no-random-start", args.no_random_start),
+                                          ("--transfer-to", bool(args.transfer_to))) if given]
+        if protocol == "robust-clip":
+            clash += [flag for flag, given in (("--eps", args.eps is not None), ("--eps-sweep", args.eps_sweep is not None),
+                                               ("--norm", args.norm is not None), ("--templates", args.templates is not None))
+                      if given]
+        if clash:
+            fixed = ("its attacks, eps 2/255 and 4/255, linf and the template 'a photo of a {}.'"
+                     if protocol == "robust-clip" else "its attacks (APGD-CE, APGD-T, Square)")
+            raise ClipauditError(f"--protocol {protocol} fixes {fixed}; drop {', '.join(clash)}"
+                                 + (" (or use --protocol autoattack --eps X)" if "--eps" in clash else ""))
+        if protocol == "robust-clip":
+            args.eps = str(ROBUST_CLIP_EPS[-1])
+            if args.n is None:
+                args.n = ROBUST_CLIP_N
     step = None if args.step_size is None else parse_eps(args.step_size, "--step-size")
-    cfg = AdversarialConfig(target=args.target, attack=args.attack, eps=parse_eps(args.eps), norm=args.norm,
-                            steps=args.steps, restarts=args.restarts, step_size=step,
+    if args.n is None:
+        args.n = 64
+    queries = getattr(args, "queries", 5000)
+    if queries is not None and queries < 1:
+        raise ClipauditError(f"--queries must be >= 1 (Square's forward passes per image), got {queries}")
+    cfg = AdversarialConfig(target=args.target, attack=args.attack or "pgd", eps=parse_eps(args.eps or "4/255"),
+                            norm=args.norm or "linf", steps=args.steps, restarts=args.restarts or 1, step_size=step,
                             random_start=not args.no_random_start, mode=args.mode,
-                            eps_sweep=_eps_list(args.eps_sweep), classes=args.classes, templates=args.templates, batch_size=args.batch_size,
-                            early_stop=not args.no_early_stop, sanity_n=args.sanity_n, examples=args.examples,
-                            seed=args.seed)
+                            eps_sweep=_eps_list(args.eps_sweep), classes=args.classes, templates=args.templates,
+                            batch_size=args.batch_size, early_stop=not args.no_early_stop, sanity_n=args.sanity_n,
+                            examples=args.examples, seed=args.seed, protocol=protocol,
+                            ensemble=tuple(_attack_list(getattr(args, "ensemble", None))),
+                            n_targets=getattr(args, "n_targets", 9), queries=queries,
+                            individual=bool(getattr(args, "individual", False)), bpda=bool(getattr(args, "bpda", False)),
+                            eot=getattr(args, "eot", 1))
     if args.n < 1:
         raise ClipauditError(f"--n-images must be >= 1, got {args.n}")
+    if protocol is None and getattr(args, "ensemble", None):
+        raise ClipauditError("--ensemble chooses the attacks of a --protocol run; add --protocol autoattack")
     return cfg.validate()
+
+
+def _attack_list(text: str | None) -> list[str]:
+    from clipaudit.attacks.ensemble import ENSEMBLE
+    from clipaudit.cli import parse_list
+
+    names = parse_list(text) if text else list(ENSEMBLE)
+    bad = [n for n in names if n not in ENSEMBLE]
+    if bad:
+        raise ClipauditError(f"unknown --ensemble attack {bad[0]!r}; valid: {', '.join(ENSEMBLE)}")
+    return names
 
 
 def _fmt_eps(eps: float) -> str:
@@ -70,6 +124,10 @@ def _cmd(args: argparse.Namespace) -> int:
                                     "text": False},
                             options={"transfer_model": transfer} if transfer is not None else None)
     s = result.summary
+    if cfg.protocol is not None:
+        _print_protocol(cfg, result, model.name)
+        print(f"written to {run.path} (summary section '{SECTION}')")
+        return 0
     if s.get("target_added"):
         print(f"note: target {s['target']!r} was not in the class list; it was added ({s['n_classes']} classes)")
     if source.skipped:
@@ -105,6 +163,40 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_protocol(cfg, result, model_name: str) -> None:
+    from clipaudit.attacks.protocol import eps_name
+
+    s = result.summary
+    eot = f", EOT {s['eot']}" if s["eot"] > 1 else ""
+    print(f"protocol {cfg.protocol}: {' -> '.join(s['ensemble'])} ({s['steps']} APGD steps, {s['n_targets']} "
+          f"targets, {s['queries']} Square queries{', BPDA' if s['bpda'] else ''}"
+          f"{eot}), {s['n_images']} images, "
+          f"{s['n_classes']} classes")
+    for why in s.get("skipped_attacks", {}).values():
+        print(f"note: skipped: {why}")
+    ens = result.tables["adversarial_ensemble"]
+    for eps, g in ens.groupby("eps", sort=True):
+        steps = ", ".join(f"{r.attack} {r.robust_accuracy:.3f}" for r in g.itertuples())
+        print(f"  eps {eps_name(float(eps))}: robust accuracy after {steps}")
+    if cfg.protocol == "robust-clip":
+        t = result.tables["adversarial_robust_clip"]
+        cols = [c for c in t.columns if c != "model" and not c.endswith(" ci")]
+        print("zero-shot accuracy (%), as in the TeCoA/FARE tables:")
+        print("  " + " | ".join(["model".ljust(12)] + [c.rjust(12) for c in cols]))
+        for r in t.to_dict("records"):
+            print("  " + " | ".join([str(r["model"]).ljust(12)] + [f"{r[c]:12.1f}" for c in cols]))
+    print(f"clean accuracy {s['clean_accuracy']:.3f}   worst-case robust accuracy at {eps_name(s['eps'])} "
+          f"{s['robust_accuracy']:.3f} [{s['robust_accuracy_ci'][0]:.3f}, {s['robust_accuracy_ci'][1]:.3f}]")
+    mask = result.tables["adversarial_masking"]
+    if s["masking_suspected"]:
+        print("GRADIENT MASKING SUSPECTED: the robust accuracy above is not trustworthy")
+        for r in mask.itertuples():
+            if r.flagged:
+                print(f"  flagged {r.check}: {r.detail}")
+    else:
+        print("masking checks: " + "; ".join(f"{r.check} ok" for r in mask.itertuples()))
+
+
 def register(sub) -> None:
     from clipaudit.cli import add_command, add_flag
 
@@ -114,12 +206,12 @@ def register(sub) -> None:
                     EXAMPLE, _cmd)
     p.add_argument("--target", default=None, help="class to push images toward (added when missing); "
                                                   "omit for an untargeted attack")
-    p.add_argument("--attack", default="pgd", choices=["fgsm", "pgd", "apgd"], help="attack")
-    p.add_argument("--eps", default="4/255", help="budget in pixel units: 4/255 or 0.0157")
-    p.add_argument("--norm", default="linf", choices=["linf", "l2"], help="perturbation norm")
+    p.add_argument("--attack", default=None, choices=["fgsm", "pgd", "apgd"], help="attack (default pgd)")
+    p.add_argument("--eps", default=None, help="budget in pixel units: 4/255 (the default) or 0.0157")
+    p.add_argument("--norm", default=None, choices=["linf", "l2"], help="perturbation norm (default linf)")
     p.add_argument("--steps", type=int, default=None,
                    help="gradient steps per restart (default 10; FGSM takes exactly 1)")
-    p.add_argument("--restarts", type=int, default=1, help="random restarts (PGD, APGD)")
+    p.add_argument("--restarts", type=int, default=None, help="random restarts (PGD, APGD; default 1)")
     p.add_argument("--step-size", default=None,
                    help="PGD step (default 2.5*eps/steps; at most eps) or APGD first step (default 2*eps; "
                         "at most 2*eps); 1/255 or 0.004")
@@ -132,7 +224,8 @@ def register(sub) -> None:
     p.add_argument("--eps-sweep", default=None, help="budgets for the robust-accuracy curve, e.g. "
                                                      "0,1/255,2/255,4/255,8/255")
     p.add_argument("--images", default="toy", help="toy, toy:N, a folder of images, or a CSV")
-    add_flag(p, "--n-images", "--n", dest="n", type=int, default=64, help="toy-world images when --images toy")
+    add_flag(p, "--n-images", "--n", dest="n", type=int, default=None,
+             help="toy-world images when --images toy (default 64; 500 with --protocol robust-clip)")
     p.add_argument("--classes", default=None, help="class list file, one per line (default: toy classes / "
                                                    "class folders)")
     p.add_argument("--templates", default=None, help="prompt templates file with {} (default: 'a photo of a {}.')")
@@ -144,3 +237,17 @@ def register(sub) -> None:
     p.add_argument("--transfer-to", default=None, help="a second model that also classifies the adversarial "
                                                        "images (transfer), e.g. toy-rn")
     p.add_argument("--transfer-pretrained", default=None, help="weights for --transfer-to")
+    g = p.add_argument_group("robustness protocol (worst case over an attack ensemble)")
+    g.add_argument("--protocol", default=None, metavar="NAME",
+                   help="autoattack: APGD-CE, APGD-T (DLR) and Square in sequence, pointwise worst case, at --eps "
+                        "(and --eps-sweep); robust-clip: the same at linf 2/255 and 4/255 with fixed templates, "
+                        "500 images, printed like the TeCoA/FARE tables")
+    g.add_argument("--ensemble", default=None, help="attacks of the protocol, in order (default apgd-ce,apgd-t,square)")
+    g.add_argument("--n-targets", type=int, default=9, help="APGD-T target classes per image (default 9)")
+    g.add_argument("--queries", type=int, default=5000, help="Square's query budget per image (default 5000)")
+    g.add_argument("--individual", action="store_true",
+                   help="also run every attack on every image (each attack's own robust accuracy)")
+    g.add_argument("--bpda", action="store_true",
+                   help="differentiate through the model's non-differentiable input stage as the identity (BPDA)")
+    g.add_argument("--eot", type=int, default=1, help="average gradients over N forward passes (EOT; random "
+                                                      "input stages)")

@@ -169,6 +169,7 @@ class AuditModel:
     classnames: tuple[str, ...] | None = None  # the class vocabulary of the model's world, when known (toy)
     pictures: Callable | None = None  # (concept, n, seed) -> fresh pictures from the model's world (toy)
     interventions: list = field(default_factory=list, repr=False)  # edits audits run under (clipaudit.runner)
+    input_stage: object | None = field(default=None, repr=False)  # a pre-processing stage inside the model (toy-masked)
 
     # -- facts --------------------------------------------------------------------------
     @property
@@ -233,7 +234,26 @@ class AuditModel:
         return {"name": self.name, "pretrained": self.pretrained, "random_init": self.random_init,
                 "arch": self.arch, "image_size": self.image_size, "weights_hash": self.weights_hash,
                 "precision": self.precision, "device": str(self.device), "preprocess": self.preprocessing(),
-                "scoring": self.scoring_rule()}
+                "scoring": self.scoring_rule(),
+                **({"input_stage": self.input_stage.describe()} if self.input_stage is not None else {})}
+
+    @contextlib.contextmanager
+    def bpda(self) -> Iterator[None]:
+        """Differentiate through the model's non-differentiable input stage as the identity (BPDA,
+        Athalye et al. 2018) inside the block; forward values are unchanged.
+
+        Raises:
+            ClipauditError: the model has no input stage to approximate.
+        """
+        if self.input_stage is None:
+            raise ClipauditError(f"--bpda needs a model with a known non-differentiable input stage (such as "
+                                 f"toy-masked); {self.name} has none, so its gradients are already exact")
+        before = self.input_stage.bpda
+        self.input_stage.bpda = True
+        try:
+            yield
+        finally:
+            self.input_stage.bpda = before
 
     def preprocessing(self) -> dict:
         """Mean, std, resize mode, interpolation, activation and where they came from."""
@@ -474,6 +494,34 @@ def _finish(module: torch.nn.Module, name: str, pretrained: str, tokenizer: Call
                       dict(preprocess_cfg or {}))
 
 
+def _load_toy_variant(name: str, pretrained: str | None, device: str, precision: str, text_cache: bool,
+                      pretrained_tag: str | None) -> AuditModel:
+    """``toy-fare`` (its own weights on toy-rn's architecture) or ``toy-masked`` (toy-rn's weights
+    behind :class:`clipaudit.toy.masked.QuantizedInput`)."""
+    from clipaudit.toy import weights_path
+    from clipaudit.toy.configs import TOY_VARIANTS
+
+    arch, differs = TOY_VARIANTS[name]
+    if pretrained_tag:
+        raise ClipauditError(f"--pretrained-tag does not apply to {name}, clipaudit's toy, whose preprocessing is known")
+    shipped = differs == "weights" and pretrained in (None, "")
+    if shipped:
+        path = weights_path(name)
+        if not path.is_file():
+            raise ClipauditError(f"the shipped weights for {name} are missing ({path}); reinstall clipaudit or "
+                                 f"retrain with `clipaudit toy train --fare`")
+        pretrained = str(path)
+    model = load_model(arch, pretrained, device, precision, text_cache)
+    model.name = name
+    if shipped:
+        model.pretrained = "shipped"
+    if differs == "input_stage":
+        from clipaudit.toy.masked import attach
+
+        attach(model)
+    return model
+
+
 def toy_architectures() -> list[str]:
     """The toy CLIP architectures, registered with open_clip's model-config registry."""
     from clipaudit.toy.configs import architectures, register_with_open_clip
@@ -668,6 +716,7 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
     if not name:
         raise ClipauditError("empty model name; use toy, an open_clip architecture, hf-hub:..., or a path")
     from clipaudit.hf import resolve as _hf_folder
+    from clipaudit.toy.configs import TOY_VARIANTS
 
     hf_folder = _hf_folder(name)  # a folder or a cached hub id: transformers CLIP/SigLIP
     if hf_folder is not None:
@@ -681,8 +730,11 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
         model = _load_local_checkpoint(Path(name).expanduser(), device, precision)
     else:
         from clipaudit.toy import TOY_ALIASES, shipped_weights
+        from clipaudit.toy.configs import TOY_VARIANTS
 
         name = TOY_ALIASES.get(name, name)
+        if name in TOY_VARIANTS:
+            return _load_toy_variant(name, pretrained, device, precision, text_cache, pretrained_tag)
         shipped = pretrained in (None, "") and name in shipped_weights()
         if name in toy_architectures():
             if pretrained_tag:
@@ -696,7 +748,7 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
         model = _load_open_clip(name, str(shipped_weights()[name]) if shipped else pretrained, device, precision,
                                 pretrained_tag, shipped=shipped)
     model.text_cache = text_cache
-    if model.name in toy_architectures():  # the toy knows the class vocabulary of its world
+    if model.name in toy_architectures() or model.name in TOY_VARIANTS:  # the toy knows the class vocabulary of its world
         from clipaudit.toy.world import OBJECT_CLASSES, object_pictures
 
         model.classnames = tuple(OBJECT_CLASSES)

@@ -17,6 +17,11 @@ CONFIG_DIR = Path(__file__).parent / "model_configs"
 CONTEXT_LENGTH = 16
 #: model names that stand for a toy variant (``--model toy``)
 TOY_ALIASES = {"toy": "toy-rn"}
+#: variants that reuse an architecture: name -> (architecture, what differs). ``toy-fare`` has its
+#: own weights (FARE adversarial fine-tune of toy-rn's image tower, :mod:`clipaudit.toy.fare`);
+#: ``toy-masked`` is toy-rn behind a non-differentiable input stage (fake robustness,
+#: :class:`clipaudit.toy.masked.QuantizedInput`).
+TOY_VARIANTS: dict[str, tuple[str, str]] = {"toy-fare": ("toy-rn", "weights"), "toy-masked": ("toy-rn", "input_stage")}
 
 
 @lru_cache(maxsize=1)
@@ -36,13 +41,14 @@ def architectures() -> list[str]:
 
 
 def toy_names() -> list[str]:
-    """Architectures and their aliases (``toy``)."""
-    return architectures() + sorted(TOY_ALIASES)
+    """Architectures, variants (``toy-fare``, ``toy-masked``) and aliases (``toy``)."""
+    return architectures() + sorted(TOY_VARIANTS) + sorted(TOY_ALIASES)
 
 
 def get_toy_config(name: str) -> dict:
     """A copy of the config for ``name`` (``toy`` resolves to the default variant)."""
     name = TOY_ALIASES.get(name, name)
+    name = TOY_VARIANTS.get(name, (name, ""))[0]
     if name not in _configs():
         raise ValueError(f"unknown toy model {name!r}; valid: {', '.join(toy_names())}")
     return copy.deepcopy(_configs()[name])
