@@ -618,7 +618,7 @@ AUDIT = Audit(
     description="FGSM / PGD / APGD against the zero-shot head or an embedding; robust accuracy vs eps",
     headlines=(Headline("clean_accuracy", "clean zero-shot accuracy"),
                Headline("robust_accuracy", "robust accuracy (PGD)", "robust_accuracy_ci")),
-    limitations={"L-adversarial": ("robust_accuracy", "attack_success_rate")},
+    limitations={"L-adversarial": ("robust_accuracy", "attack_success_rate", "masking_suspected")},
     paired=(PairedMetric(SECTION, "adversarial_images", "clean_accuracy", column("correct_clean")),
             PairedMetric(SECTION, "adversarial_images", "robust_accuracy", column("correct_adv")),
             PairedMetric(SECTION, "adversarial_images", "attack_success_rate", column("success"))),

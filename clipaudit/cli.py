@@ -184,7 +184,9 @@ def _cmd_toy_train(args: argparse.Namespace) -> int:
 
     from clipaudit.toy.train import TrainConfig, train
 
-    cfg = TrainConfig(arch=args.arch, seed=args.seed, steps=args.steps, batch_size=args.batch,
+    if args.fare:
+        return _cmd_toy_fare(args)
+    cfg = TrainConfig(arch=args.arch or "vit", seed=args.seed, steps=args.steps, batch_size=args.batch,
                       threads=args.threads)
     _ = cfg.model_name, cfg.n_steps  # validate before starting
     if cfg.batch < 2:
@@ -199,6 +201,38 @@ def _cmd_toy_train(args: argparse.Namespace) -> int:
     train(cfg, out, progress=report)
     print(f"weights: {out / (cfg.model_name + '.safetensors')}; load with "
           f"--model {cfg.model_name} --pretrained {out / (cfg.model_name + '.safetensors')}")
+    return 0
+
+
+def _cmd_toy_fare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from clipaudit.attacks.adversarial import parse_eps
+    from clipaudit.toy.fare import FareConfig, fine_tune
+    from clipaudit.toy.train import ARCH_TO_NAME
+
+    base = ARCH_TO_NAME[args.arch or "rn"]
+    defaults = FareConfig()
+    cfg = FareConfig(base=base, eps=parse_eps(args.eps), pgd_steps=args.pgd_steps,
+                     steps=args.steps if args.steps is not None else defaults.steps,
+                     batch_size=args.batch if args.batch is not None else defaults.batch_size, seed=args.seed,
+                     threads=args.threads)
+    try:
+        cfg.check()
+    except ValueError as err:
+        raise ClipauditError(str(err)) from None
+    name = "toy-fare" if base == "toy-rn" else f"{base}-fare"
+    out = Path(args.out or f"runs/toy-train-{name}")
+    print(f"FARE fine-tune of {base}'s image tower: {cfg.steps} steps x {cfg.batch_size} images, inner PGD-"
+          f"{cfg.pgd_steps} at linf {cfg.eps * 255:.3g}/255, seed {cfg.seed} -> {out}")
+
+    def report(row: dict) -> None:
+        print(f"step {row['step']:>6d}/{cfg.steps}  adversarial loss {row['loss']:.2f}  clean drift "
+              f"{row['clean_loss']:.2f}  lr {row['lr']:.2e}  eta {row['eta_s'] / 60:.1f} min", flush=True)
+
+    fine_tune(cfg, out, name=name, progress=report)
+    print(f"weights: {out / (name + '.safetensors')}; load with --model {base} --pretrained "
+          f"{out / (name + '.safetensors')}")
     return 0
 
 
@@ -238,9 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train or validate the embedded toy CLIP.", formatter_class=_Formatter,
                          epilog="example:\n  clipaudit toy validate --model toy-rn")
     toy_sub = toy.add_subparsers(dest="toy_command", metavar="ACTION", required=True)
-    p = add_command(toy_sub, "train", "Train a toy variant from scratch (deterministic by seed).",
-                    "clipaudit toy train --arch rn --seed 0 --out runs/toy-rn", _cmd_toy_train, model=False)
-    p.add_argument("--arch", choices=["rn", "vit"], default="vit", help="vision tower kind")
+    p = add_command(toy_sub, "train", "Train a toy variant from scratch (deterministic by seed), or with --fare "
+                    "adversarially fine-tune a shipped toy's image tower (FARE, Schlarmann et al. 2024).",
+                    "clipaudit toy train --arch rn --seed 0 --out runs/toy-rn\n"
+                    "  clipaudit toy train --fare --steps 2000 --out runs/toy-fare", _cmd_toy_train, model=False)
+    p.add_argument("--arch", choices=["rn", "vit"], default=None, help="vision tower kind (default vit; rn with --fare)")
+    p.add_argument("--fare", action="store_true",
+                   help="FARE: fine-tune the shipped toy's image tower so its embeddings of perturbed images stay "
+                        "those of the clean ones (unsupervised adversarial training; toy-fare)")
+    p.add_argument("--eps", default="4/255", help="--fare: linf radius of the inner attack (default 4/255)")
+    p.add_argument("--pgd-steps", type=int, default=10, help="--fare: inner PGD steps (default 10)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the shipped weights' count)")
     p.add_argument("--batch", type=int, default=None, help="pairs per step (default: the shipped weights' recipe)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

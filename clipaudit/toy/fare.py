@@ -50,7 +50,7 @@ class FareConfig:
     base: str = "toy-rn"
     eps: float = 4 / 255
     pgd_steps: int = 10
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 1e-4
