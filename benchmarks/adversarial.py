@@ -7,6 +7,12 @@
    equal success). Ours is timed with early stopping (its default: fooled images leave the
    batch) and without it (every image takes every step, as torchattacks does).
 
+3. The attack ensemble (``--protocol autoattack``: APGD-CE, APGD-T over every wrong class, Square
+   with 5000 queries, 10 APGD steps each) vs torchattacks' AutoAttack (standard version: the
+   same three plus FAB-T, same steps and queries) on the same model, images and eps: time ratio
+   (goal >= 1.3x faster) and worst-case robust accuracy (goal: ours equal or lower). Ours skips
+   every image an earlier attack broke, and every image a step of an attack broke.
+
 The images are toy-world scenes scaled to the model's input size. A random-init ResNet's
 BatchNorm layers hold their initial statistics (mean 0, variance 1), which leaves its head
 almost constant: every image gets the same class and nothing fools it, so an attack
@@ -15,7 +21,8 @@ once on 32 other scenes before timing (``calibrate_batchnorm``); both attacks th
 same, input-dependent model.
 
 Usage: python benchmarks/adversarial.py [--models ViT-B-32,RN50] [--batch 16] [--steps 10]
-       [--device auto] [--threads N]
+       [--device auto] [--threads N] [--ensemble-models toy-rn,toy-fare,ViT-B-32,RN50]
+       [--ensemble-eps 4/255] [--queries 5000]
 """
 from __future__ import annotations
 
@@ -134,6 +141,61 @@ def bench_model(name: str, pretrained: str, batch: int, steps: int, eps: float, 
     return row
 
 
+def bench_ensemble(name: str, batch: int, eps: float, device: str, steps: int, queries: int) -> dict:
+    """Ours (sequential worst case) vs torchattacks.AutoAttack on one model; toys use their
+    shipped weights and true labels, open_clip architectures random init (BatchNorm calibrated)."""
+    from clipaudit.attacks.ensemble import EnsembleSettings, run_ensemble
+    from clipaudit.model import load_model
+
+    torch.manual_seed(0)
+    toy = name.startswith("toy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = load_model(name, None if toy else "none", device=device)
+    dev = model.device
+    if toy:
+        from clipaudit.data import open_source
+        from clipaudit.toy.world import OBJECT_CLASSES
+        from clipaudit.zeroshot import iterate
+
+        classes = list(OBJECT_CLASSES)
+        b = next(iter(iterate(open_source("toy", n=batch, seed=1234, kind="object", text=False), model, batch, None)))
+        x = b.pixels.float().to(dev)
+        head = model.classifier(classes)
+        y = torch.tensor([classes.index(l) for l in b.meta["label"]], device=dev)
+    else:
+        calibrate_batchnorm(model, toy_scenes(10_000, 32, model.image_size, dev))
+        classes = ["apple", "pizza", "ipod", "dog", "cat", "car", "boat", "clock", "key", "star"]
+        head = model.classifier(classes)
+        x = toy_scenes(0, batch, model.image_size, dev)
+        with torch.no_grad():
+            y = head(x).argmax(-1)
+    settings = EnsembleSettings(steps=steps, n_targets=len(classes) - 1, queries=queries)
+    sync(dev)
+    t0 = time.perf_counter()
+    ours = run_ensemble(head, x, y, eps, settings=settings, seed=0)
+    sync(dev)
+    t_ours = time.perf_counter() - t0
+    row = {"model": name, "n": batch, "eps": eps, "t_ours": t_ours,
+           "clean_ours": float(ours.clean_correct.float().mean()), "robust_ours": float(ours.worst.float().mean())}
+    try:
+        import torchattacks
+    except ImportError:
+        row["torchattacks"] = "not installed (pip install torchattacks)"
+        return row
+    aa = torchattacks.AutoAttack(Wrapped(head).eval(), norm="Linf", eps=eps, version="standard",
+                                 n_classes=len(classes), seed=0)
+    sync(dev)
+    t0 = time.perf_counter()
+    adv = aa(x, y)
+    sync(dev)
+    row["t_torchattacks"] = time.perf_counter() - t0
+    with torch.no_grad():
+        row["robust_torchattacks"] = float((head(adv).argmax(-1) == y).float().mean())
+    row["speedup"] = row["t_torchattacks"] / t_ours
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="ViT-B-32,RN50", help="open_clip architectures (random init)")
@@ -144,10 +206,16 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=1, help="timed repeats (the best is kept)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--ensemble-models", default="toy-rn,toy-fare,ViT-B-32,RN50",
+                   help="models for the ensemble comparison ('' skips it)")
+    p.add_argument("--ensemble-eps", default="4/255")
+    p.add_argument("--ensemble-batch", type=int, default=32)
+    p.add_argument("--queries", type=int, default=5000, help="Square queries (both sides)")
+    p.add_argument("--skip-pgd", action="store_true", help="only the ensemble comparison")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+    for name in [m.strip() for m in args.models.split(",") if m.strip() and not args.skip_pgd]:
         r = bench_model(name, args.pretrained, args.batch, args.steps, args.eps, args.device, args.repeats)
         print(f"{r['model']}: batch {r['batch']}, {r['steps']} steps, eps {args.eps * 255:.3g}/255, "
               f"device {args.device}; {r['batchnorm_calibrated']} BatchNorm layers calibrated, "
@@ -160,6 +228,20 @@ def main() -> None:
                   f"{r['speedup_early']:.2f}x faster (goal >= 1.3)")
             print(f"  ours, every step {r['t_ours_full']:.2f} s, success {r['success_ours']:.3f}: "
                   f"{r['speedup_full']:.2f}x faster")
+        else:
+            print(f"  torchattacks: {r['torchattacks']}")
+    from clipaudit.attacks.adversarial import parse_eps
+
+    eps = parse_eps(args.ensemble_eps)
+    for name in [m.strip() for m in args.ensemble_models.split(",") if m.strip()]:
+        r = bench_ensemble(name, args.ensemble_batch, eps, args.device, args.steps, args.queries)
+        print(f"ensemble on {name}: {r['n']} images, linf {eps * 255:.3g}/255, {args.steps} APGD steps, "
+              f"{args.queries} Square queries; clean {r['clean_ours']:.3f}")
+        print(f"  ours {r['t_ours']:.1f} s, worst-case robust accuracy {r['robust_ours']:.3f}")
+        if "t_torchattacks" in r:
+            print(f"  torchattacks AutoAttack {r['t_torchattacks']:.1f} s, robust accuracy "
+                  f"{r['robust_torchattacks']:.3f}: ours {r['speedup']:.2f}x faster (goal >= 1.3), robust accuracy "
+                  f"{'<=' if r['robust_ours'] <= r['robust_torchattacks'] else '>'} torchattacks' (goal <=)")
         else:
             print(f"  torchattacks: {r['torchattacks']}")
 

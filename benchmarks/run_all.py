@@ -31,7 +31,8 @@ from _timing import Row, table  # noqa: E402
 
 # Command lines of the scripts without ``run()``: (full, quick). ``{device}`` is filled in.
 ARGS: dict[str, tuple[list[str], list[str]]] = {
-    "adversarial": (["--device", "{device}"], ["--device", "{device}", "--batch", "8", "--steps", "5"]),
+    "adversarial": (["--device", "{device}"], ["--device", "{device}", "--batch", "8", "--steps", "5",
+                                               "--ensemble-models", "toy-rn", "--ensemble-batch", "16", "--queries", "500"]),
     "bias": ([], []),
     "dashboard": ([], ["--repeats", "3"]),
     "typographic": ([], ["--n", "32"]),
