@@ -90,12 +90,28 @@ def check_eps(eps: float, norm: str, image_size: int | None = None, flag: str = 
 
 # ------------------------------------------------------------------------- objective
 
+def classifier_loss(logits: torch.Tensor, labels: torch.Tensor, rule: str = "softmax") -> torch.Tensor:
+    """The zero-shot head's own training loss per image (B,), for the class index ``labels`` (B,).
+
+    ``softmax`` (CLIP): cross-entropy over the classes. ``sigmoid`` (SigLIP, Zhai et al. 2023):
+    the sigmoid loss of the image's row, ``-sum_j log sigmoid(s_j * z_j)`` with ``s_j = +1`` for
+    the label and ``-1`` for every other class: each class is scored on its own, so pushing the
+    label's probability down and another's up are separate terms, as the model was trained.
+    """
+    if rule == "sigmoid":
+        sign = -torch.ones_like(logits, dtype=torch.float32)
+        sign[torch.arange(len(logits), device=logits.device), labels] = 1.0
+        return -F.logsigmoid(sign * logits.float()).sum(-1)
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
 class Objective:
     """What an attack maximises, per image, and what counts as fooling the model.
 
     Modes:
-        ``classifier``: cross-entropy of the zero-shot head against ``labels`` (untargeted),
-        or minus the cross-entropy toward ``target`` (targeted).
+        ``classifier``: the head's own loss (:func:`classifier_loss`: cross-entropy for softmax
+        models, the sigmoid loss for SigLIP models) against ``labels`` (untargeted), or minus
+        that loss toward ``target`` (targeted).
         ``embedding``: cosine similarity of the image embedding to ``anchor`` (a target text
         embedding (D,), targeted), or minus the cosine to the clean image embeddings
         (``anchor`` (B, D), untargeted).
@@ -129,11 +145,12 @@ class Objective:
         emb = self.head.audit_model.encode_images(x, normalize=False)
         logits = self.head.logits_from_embeddings(emb)
         if self.mode == "classifier":
+            rule = getattr(self.head, "rule", "softmax")
             if self.target is None:
                 labels = self.labels if idx is None else self.labels[idx]
-                return F.cross_entropy(logits, labels, reduction="none"), logits
+                return classifier_loss(logits, labels, rule), logits
             goal = torch.full((len(x),), self.target, dtype=torch.long, device=logits.device)
-            return -F.cross_entropy(logits, goal, reduction="none"), logits
+            return -classifier_loss(logits, goal, rule), logits
         e = F.normalize(emb, dim=-1)
         if self.target is not None or self.anchor.ndim == 1:
             return e @ self.anchor, logits

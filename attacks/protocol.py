@@ -28,9 +28,8 @@ from typing import Callable
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from clipaudit.attacks.adversarial import Objective, attack, max_eps, perturbation_norms
+from clipaudit.attacks.adversarial import Objective, attack, classifier_loss, max_eps, perturbation_norms
 from clipaudit.attacks.ensemble import ENSEMBLE, EnsembleSettings, run_ensemble
 from clipaudit.stats import proportion_ci
 from clipaudit.zeroshot import iterate
@@ -130,7 +129,7 @@ def ensemble_table(images: pd.DataFrame, attacks: tuple[str, ...], individual: b
 def _input_gradients(head, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(head(x), labels, reduction="sum")
+        loss = classifier_loss(head(x), labels, getattr(head, "rule", "softmax")).sum()
         (g,) = torch.autograd.grad(loss, x)
     return g
 

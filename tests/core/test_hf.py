@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import warnings
 
 import numpy as np
@@ -350,3 +351,25 @@ def test_bad_model_folder_is_one_line_and_exit_2_through_the_cli(tmp_path, capsy
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "ViTModel, not a CLIP/SigLIP dual encoder" in err
+
+
+def test_attacks_on_a_sigmoid_model_use_its_sigmoid_loss(loaded):
+    """Issue 21: an attack on a SigLIP head maximises the model's own sigmoid loss, not a softmax
+    cross-entropy: -sum_j log sigmoid(s_j z_j), s = +1 for the label and -1 for the others."""
+    from clipaudit.attacks.adversarial import Objective
+
+    model = loaded["siglip"]
+    head = model.classifier(CLASSES)
+    pixels = model.to_pixels(_images(2))
+    labels = torch.tensor([0, 2])
+    loss, logits = Objective(head, labels)(pixels)
+    z = logits.double()
+    want = []
+    for i, y in enumerate(labels.tolist()):
+        terms = [math.log(1 / (1 + math.exp(-(z[i, j].item() if j == y else -z[i, j].item())))) for j in range(len(CLASSES))]
+        want.append(-sum(terms))
+    torch.testing.assert_close(loss.double(), torch.tensor(want, dtype=torch.float64), atol=1e-5, rtol=1e-5)
+    ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert not torch.allclose(loss, ce, atol=1e-3)  # a softmax objective would be a different number
+    target_loss, _ = Objective(head, labels, target=1)(pixels)
+    assert target_loss.shape == (2,) and bool((target_loss <= 0).all())  # minus a sum of -log terms
