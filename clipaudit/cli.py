@@ -90,7 +90,8 @@ def add_flag(p: argparse.ArgumentParser, canonical: str, *old: str, **kwargs) ->
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="toy", help="toy (= toy-rn), toy-vit, an open_clip architecture, hf-hub:..., a checkpoint path, "
+    p.add_argument("--model", default="toy", help="toy (= toy-rn), toy-vit, toy-fare (adversarially fine-tuned toy-rn), toy-masked "
+                   "(toy-rn with fake, gradient-masking robustness), an open_clip architecture, hf-hub:..., a checkpoint path, "
                    "or a transformers CLIP/SigLIP folder (or hub id in the local cache)")
     p.add_argument("--pretrained", default=None, help="weight tag (openai), checkpoint path, or 'none' for random init")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")

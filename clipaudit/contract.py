@@ -231,7 +231,8 @@ NEURONS = AuditContract(
         TableSpec("neurons", _c(
             "neuron:int layer:str mean:float std:float max:number label:str? label_score:float? labels:str? "
             "concept:any? image_response:number? word_response:number? multimodal_score:number? "
-            "is_multimodal:bool? multimodal_concept:any? featvis:str? top_images:str? attribution:str?"),
+            "is_multimodal:bool? multimodal_concept:any? featvis:str? top_images:str? attribution:str? "
+            "drawing_response:number? drawing_z:number? is_multimodal_drawing:bool?"),
             "one row per neuron of the layer; image paths are relative to the run folder ('' when not rendered)",
             key=("neuron",)),
         TableSpec("neuron_top_images", _c("neuron:int rank:int id:str activation:float"),
@@ -254,6 +255,8 @@ NEURONS = AuditContract(
         SummaryKey("n_class_dominated", "int", "sources with a label column: neurons whose top images are mostly one class"),
         SummaryKey("n_multimodal", "int", "neurons that respond to a concept's pictures and written word"),
         SummaryKey("multimodal_concepts", "dict", "concept -> multimodal neurons"),
+        SummaryKey("n_multimodal_drawing", "int", "models that can draw their concepts (toy): multimodal neurons whose "
+                   "concept also stands out on outline drawings (photo, drawing and word)"),
         SummaryKey("n_checkable_concepts", "int", "concepts with both pictures and words"),
         SummaryKey("top", "list", "neurons rendered", True),
         SummaryKey("n_rendered", "int", "feature visualisations rendered"),

@@ -168,6 +168,7 @@ class AuditModel:
     text_cache: bool = True  # read/write the on-disk text-embedding cache (clipaudit.textcache)
     classnames: tuple[str, ...] | None = None  # the class vocabulary of the model's world, when known (toy)
     pictures: Callable | None = None  # (concept, n, seed) -> fresh pictures from the model's world (toy)
+    drawings: Callable | None = None  # (concept, n, seed) -> outline drawings of the concept (toy)
     interventions: list = field(default_factory=list, repr=False)  # edits audits run under (clipaudit.runner)
     input_stage: object | None = field(default=None, repr=False)  # a pre-processing stage inside the model (toy-masked)
 
@@ -751,6 +752,9 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
     if model.name in toy_architectures() or model.name in TOY_VARIANTS:  # the toy knows the class vocabulary of its world
         from clipaudit.toy.world import OBJECT_CLASSES, object_pictures
 
+        from clipaudit.toy.styles import object_drawings
+
         model.classnames = tuple(OBJECT_CLASSES)
         model.pictures = object_pictures
+        model.drawings = object_drawings
     return model

@@ -26,7 +26,8 @@ from clipaudit.probes.ablation import ABLATIONS, ablation_check
 from clipaudit.probes.attribution import attribute, overlay, strip
 from clipaudit.probes.featvis import FeatVisConfig, render
 from clipaudit.probes.labels import LabelConfig, embed_concepts, label_accuracy, label_scan, read_concepts
-from clipaudit.probes.multimodal import (MultimodalConfig, PictureFn, concept_responses, multimodality_table,
+from clipaudit.probes.multimodal import (MultimodalConfig, PictureFn, concept_responses, drawing_responses,
+                                         multimodality_table,
                                          rank_multimodal, source_pictures)
 from clipaudit.probes.scan import ScanResult, scan
 
@@ -238,14 +239,20 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
         mcfg = MultimodalConfig(n_pictures=config.n_pictures, n_words=config.n_words)
         img_r, word_r, kept = concept_responses(model, layer, classes, picture_fn, mcfg, seed=config.seed,
                                                 tokens=config.tokens, batch_size=config.batch)
-        mm = multimodality_table(img_r, word_r, kept, table["label"].tolist(), mcfg)
+        draw_r = None
+        if getattr(model, "drawings", None) is not None:
+            say("drawing facet: outline drawings of each concept")
+            draw_r = drawing_responses(model, layer, kept, model.drawings, mcfg, seed=config.seed,
+                                       tokens=config.tokens, batch_size=config.batch)
+        mm = multimodality_table(img_r, word_r, kept, table["label"].tolist(), mcfg, drawing_resp=draw_r)
         table = table.merge(mm, on="neuron", how="left")
         table["multimodal_concept"] = np.where(table["is_multimodal"].astype(bool), table["concept"], "")
         save_table("neurons", table)
         per_concept = mm[mm["is_multimodal"]].groupby("concept").size()
         save_summary({"n_multimodal": int(mm["is_multimodal"].sum()),
                       "multimodal_concepts": {str(k): int(v) for k, v in per_concept.items()},
-                      "n_checkable_concepts": len(kept)})
+                      "n_checkable_concepts": len(kept),
+                      **({"n_multimodal_drawing": int(mm["is_multimodal_drawing"].sum())} if draw_r is not None else {})})
     else:
         for col in ("concept", "image_response", "word_response", "multimodal_score", "is_multimodal"):
             table[col] = np.nan if col != "is_multimodal" else False

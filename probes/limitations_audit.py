@@ -429,7 +429,7 @@ def plan(args) -> list[str]:
 
 AUDIT = Audit(
     name=NAME, config=LimitationsConfig, run=run, contract=CONTRACT, cli="clipaudit.probes.limitations_cli",
-    plan=plan,
+    plan=plan, page="clipaudit.dashboard.page_limitations",
     description="model-card limitations: distribution shift, linear probes, prompts, counting, digits, fine-grained",
     headlines=(Headline("base_accuracy", "zero-shot accuracy, base domain", "base_accuracy_ci"),
                Headline("worst_shift_drop", "largest accuracy drop under shift", "worst_shift_drop_ci"),

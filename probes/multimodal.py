@@ -108,6 +108,23 @@ def concept_responses(model, layer: Layer, concepts: Sequence[str], pictures: Pi
     return img_resp, word_resp, kept
 
 
+def drawing_responses(model, layer: Layer, concepts: Sequence[str], drawings: PictureFn,
+                      config: MultimodalConfig = MultimodalConfig(), seed: int = 0, tokens: str = "mean",
+                      batch_size: int = 64) -> torch.Tensor:
+    """Mean responses (N, C) to drawings of each concept (the third facet; same order as ``concepts``).
+
+    Raises:
+        ClipauditError: a concept has no drawings.
+    """
+    cols = []
+    for c in concepts:
+        imgs = drawings(c, config.n_pictures, seed)
+        if not imgs:
+            raise ClipauditError(f"no drawings of {c!r}; the drawing facet needs every concept drawn")
+        cols.append(responses(model, layer, _to_pixels(model, imgs), tokens, batch_size).mean(0))
+    return torch.stack(cols, 1)
+
+
 def _stand_out(resp: torch.Tensor, col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """z-score and ratio of resp[n, col[n]] against the other columns of row n."""
     n, c = resp.shape
@@ -123,11 +140,15 @@ def _stand_out(resp: torch.Tensor, col: torch.Tensor) -> tuple[torch.Tensor, tor
 
 def multimodality_table(image_resp: torch.Tensor, word_resp: torch.Tensor, concepts: list[str],
                         labels: Sequence[str] | None = None,
-                        config: MultimodalConfig = MultimodalConfig()) -> pd.DataFrame:
+                        config: MultimodalConfig = MultimodalConfig(),
+                        drawing_resp: torch.Tensor | None = None) -> pd.DataFrame:
     """One row per neuron: concept, image/word response, z-scores, ratios, score, flag.
 
     A neuron's concept is its label when the label is among ``concepts``, else the concept where
     both of its responses stand out most. ``multimodal_score`` = min(image_z, word_z).
+    With ``drawing_resp`` (N, C) the drawing facet is added: ``drawing_response``, ``drawing_z``,
+    ``drawing_ratio`` and ``is_multimodal_drawing`` (flagged on photos and words *and* the concept
+    stands out on drawings by the same thresholds: the three rows of Goh et al.'s table).
     """
     n, c = image_resp.shape
     index = {k: i for i, k in enumerate(concepts)}
@@ -140,13 +161,19 @@ def multimodality_table(image_resp: torch.Tensor, word_resp: torch.Tensor, conce
     z_word, r_word = _stand_out(word_resp, col)
     score = torch.minimum(z_img, z_word)
     flag = (z_img >= config.min_z) & (z_word >= config.min_z) & (r_img >= config.min_ratio) & (r_word >= config.min_ratio)
+    extra = {}
+    if drawing_resp is not None:
+        z_draw, r_draw = _stand_out(drawing_resp, col)
+        extra = {"drawing_response": drawing_resp.gather(1, col[:, None]).squeeze(1).numpy(),
+                 "drawing_z": z_draw.numpy(), "drawing_ratio": r_draw.numpy(),
+                 "is_multimodal_drawing": (flag & (z_draw >= config.min_z) & (r_draw >= config.min_ratio)).numpy()}
     return pd.DataFrame({
         "neuron": np.arange(n), "concept": [concepts[i] for i in col.tolist()],
         "image_response": image_resp.gather(1, col[:, None]).squeeze(1).numpy(),
         "word_response": word_resp.gather(1, col[:, None]).squeeze(1).numpy(),
         "image_z": z_img.numpy(), "word_z": z_word.numpy(),
         "image_ratio": r_img.numpy(), "word_ratio": r_word.numpy(),
-        "multimodal_score": score.numpy(), "is_multimodal": flag.numpy(),
+        "multimodal_score": score.numpy(), "is_multimodal": flag.numpy(), **extra,
     })
 
 

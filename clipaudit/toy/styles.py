@@ -169,6 +169,20 @@ def render_object(world: World, index: int, style: str = "photo", label: str | N
     return StyledScene(np.asarray(img), geo.label, geo.colour, style)
 
 
+def object_drawings(concept: str, n: int, seed: int) -> list:
+    """``n`` outline drawings of object class ``concept`` (uint8 HWC arrays, nothing written):
+    the drawing facet of multimodality (Goh et al. 2021: photo, drawing, written word), from a
+    world seeded apart from training, from the probe scenes and from :func:`object_pictures`.
+
+    Raises:
+        ValueError: the world has no object class ``concept``.
+    """
+    if concept not in OBJECT_CLASSES:
+        raise ValueError(f"the toy world cannot draw {concept!r}; it draws {', '.join(OBJECT_CLASSES)}")
+    world = World(seed=seed + 130363)
+    return [render_object(world, i, "outline", label=concept).image for i in range(n)]
+
+
 def render_count(world: World, index: int, count: int | None = None, label: str | None = None) -> StyledScene:
     """A scene with ``count`` (1-4; drawn when None) copies of one object, none overlapping.
 

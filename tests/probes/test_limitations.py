@@ -271,6 +271,18 @@ def test_cli_end_to_end_writes_a_conforming_folder_and_refuses_bad_flags(tmp_pat
     assert check_folder(out, [AUDITS["limitations"].contract]) == []
     printed = capsys.readouterr().out
     assert "worst shift" in printed and "written to" in printed
+    # the dashboard's Limitations page holds the plots and tables of this very folder
+    from clipaudit.dashboard.app import render_page
+    from clipaudit.dashboard.data import RunStore
+    from tests.dashboard.helpers import by_id, text
+
+    tree = render_page(RunStore(tmp_path), "/limitations", "run", None)
+    for table_id in ("limitations-shift", "limitations-kshot", "limitations-prompts", "limitations-tasks"):
+        assert by_id(tree, table_id) is not None, table_id
+    import pandas as pd
+
+    worst = pd.read_csv(out / "limitations_shift.csv")["domain"].tolist()
+    assert all(d in text(by_id(tree, "limitations-shift")) for d in worst)
     assert main(["limitations", "--shots", "0,2", "--out", str(tmp_path / "bad")]) != 0
     assert "--shots needs k values >= 1" in capsys.readouterr().err
     assert main(["limitations", "--images", "imagenet-x:/nowhere", "--out", str(tmp_path / "bad2")]) != 0
