@@ -134,14 +134,15 @@ class Bench:
             raise ValueError(str(err).replace("--target", "a word")) from None
 
     @torch.no_grad()
-    def probs(self, pixels: torch.Tensor, ablate: int | None = None) -> pd.Series:
+    def probs(self, pixels: torch.Tensor, ablate: int | None = None, value: float = 0.0) -> pd.Series:
         """Zero-shot probabilities per class (softmax of the head's logits), optionally with unit
-        ``ablate`` of the layer set to 0 (:func:`clipaudit.hooks.ablate`)."""
+        ``ablate`` of the layer clamped to ``value`` (0: ablated; :func:`clipaudit.hooks.ablate`)."""
         from contextlib import nullcontext
 
         from clipaudit.hooks import ablate as ablate_units
 
-        ctx = ablate_units(self.model, self.resolved, [int(ablate)]) if ablate is not None else nullcontext()
+        ctx = ablate_units(self.model, self.resolved, [int(ablate)], float(value)) if ablate is not None \
+            else nullcontext()
         with ctx:
             logits = self.head(pixels.to(self.model.device))
         return pd.Series(torch.softmax(logits.float(), dim=-1)[0].cpu().numpy(), index=self.classes)
@@ -155,6 +156,19 @@ class Bench:
         act = neurons(cache[self.resolved.path], self.resolved.layout)[0].float().cpu()
         top = torch.topk(act, min(k, act.numel()))
         return pd.DataFrame({"unit": top.indices.tolist(), "activation": top.values.tolist()})
+
+    @staticmethod
+    def check_value(value: float | str | None) -> float:
+        """The clamp value (empty: 0, i.e. ablation); ValueError unless a finite number within +-1e4."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return 0.0
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"the clamp value must be a number, got {value!r}") from None
+        if not abs(v) <= 1e4:  # NaN fails too
+            raise ValueError(f"the clamp value must be a finite number within +-10000, got {value!r}")
+        return v
 
     def check_unit(self, unit: int | str | None) -> int | None:
         """A unit index of the layer, or None for none; ValueError when out of range."""

@@ -36,12 +36,12 @@ def _neurons_run(store: RunStore, bench: Bench) -> str | None:
 
 
 def compute(bench: Bench, store: RunStore, source: str | None, scene: str | None, index: Any, word: str | None,
-            size: Any, position: str | None, style: str | None, unit: Any) -> dict:
+            size: Any, position: str | None, style: str | None, unit: Any, value: Any = None) -> dict:
     """Everything the bench shows for one set of controls (no Dash objects; tested directly).
 
     Returns:
         dict: ``image`` (data URL of what the model sees), ``probs`` (DataFrame class, clean,
-        word, ablated as available), ``top`` (DataFrame unit, activation, url), ``note`` (a one-line
+        word, ablated as available; ``ablated`` is the unit clamped to ``value``, 0 when empty), ``top`` (DataFrame unit, activation, url), ``note`` (a one-line
         message or ''), ``error`` (one line or '').
     """
     out: dict = {"image": None, "probs": None, "top": None, "note": "", "error": ""}
@@ -59,8 +59,9 @@ def compute(bench: Bench, store: RunStore, source: str | None, scene: str | None
             pixels = bench.write_word(pixels, word, size_px, position or "center", style or "note")
             table["word"] = bench.probs(pixels).values
         u = bench.check_unit(unit)
+        v = bench.check_value(value)
         if u is not None:
-            table["ablated"] = bench.probs(pixels, ablate=u).values
+            table["ablated"] = bench.probs(pixels, ablate=u, value=v).values
         sort_col = "word" if "word" in table else "clean"
         out["probs"] = table.sort_values(sort_col, ascending=False, kind="stable").reset_index(drop=True)
         top = bench.top_units(pixels)
@@ -75,7 +76,7 @@ def compute(bench: Bench, store: RunStore, source: str | None, scene: str | None
 
 def _probs_table(df: pd.DataFrame) -> html.Table:
     cols = [c for c in ("clean", "word", "ablated") if c in df]
-    names = {"clean": "as is", "word": "with the word", "ablated": "unit ablated"}
+    names = {"clean": "as is", "word": "with the word", "ablated": "unit ablated / clamped"}
     head = html.Thead(html.Tr([html.Th("class"), *[html.Th(names[c]) for c in cols]]))
     rows = []
     for _, r in df.head(SHOWN_CLASSES).iterrows():
@@ -134,6 +135,8 @@ def make_page(bench: Bench):
                 dcc.Dropdown(id=ids.BENCH_STYLE, options=list(STYLES), value="note", clearable=False),
                 html.Label(f"ablate unit of {bench.resolved.path} (0..{bench.n_units - 1})"),
                 dcc.Input(id=ids.BENCH_UNIT, type="number", min=0, step=1, value=None, debounce=True),
+                html.Label("clamp it to (empty or 0 = ablate; e.g. 5 to steer toward the unit)"),
+                dcc.Input(id=ids.BENCH_VALUE, type="number", value=None, debounce=True),
             ], className="section")
             result = compute(bench, store, None, "apple", 0, "", None, "center", "note", None)
             img, msg, probs, top = outputs(result)
@@ -169,8 +172,8 @@ def make_page(bench: Bench):
                           Input(ids.BENCH_SCENE_INDEX, "value"), Input(ids.BENCH_WORD, "value"),
                           Input(ids.BENCH_SIZE, "value"), Input(ids.BENCH_POSITION, "value"),
                           Input(ids.BENCH_STYLE, "value"), Input(ids.BENCH_UNIT, "value"),
-                          prevent_initial_call=True)
-            def _run(source, scene, index, word, size, position, style, unit):
-                return outputs(compute(bench, store, source, scene, index, word, size, position, style, unit))
+                          Input(ids.BENCH_VALUE, "value"), prevent_initial_call=True)
+            def _run(source, scene, index, word, size, position, style, unit, value):
+                return outputs(compute(bench, store, source, scene, index, word, size, position, style, unit, value))
 
     return Page

@@ -94,6 +94,23 @@ def test_ablating_a_unit_matches_the_core_ablation(bench, store, toy_model):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_clamping_a_unit_matches_the_core_patch_and_moves_the_probabilities(bench, store, toy_model):
+    out = compute(bench, store, None, "apple", 0, "", None, "center", "note", 7, 25.0)
+    pixels = toy_model.to_pixels(scene_image("apple", 0))
+    with torch.no_grad(), ablate(toy_model, bench.resolved, [7], 25.0):
+        expected = torch.softmax(bench.head(pixels), -1)[0].numpy()
+    got = out["probs"].set_index("class").loc[bench.classes, "ablated"].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    ablated = compute(bench, store, None, "apple", 0, "", None, "center", "note", 7, None)
+    assert not np.allclose(got, ablated["probs"].set_index("class").loc[bench.classes, "ablated"].to_numpy())
+
+
+@pytest.mark.parametrize("value,why", [("x", "must be a number"), (float("nan"), "finite"), (1e9, "within")])
+def test_bad_clamp_values_are_a_message(bench, store, value, why):
+    out = compute(bench, store, None, "apple", 0, "", None, "center", "note", 7, value)
+    assert why in out["error"] and out["probs"] is None
+
+
 def test_top_units_are_the_largest_activations(bench, toy_model):
     from clipaudit.hooks import capture, neurons
 
