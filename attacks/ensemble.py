@@ -142,8 +142,7 @@ def square_attack(head, x: torch.Tensor, labels: torch.Tensor, eps: float, queri
         window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
         signs = torch.randint(0, 2, (n, c, 1, 1), generator=gen, device=x.device).float() * 2 - 1
         x0, xb = x[idx], best[idx]
-        cand = torch.where(window, x0 + eps * signs, xb)
-        cand = torch.min(torch.max(cand, x0 - eps), x0 + eps).clamp(0, 1)
+        cand = torch.where(window, x0 + eps * signs, xb).clamp(0, 1)  # in the ball: xb is, the window is at +-eps
         m = margin(head(cand), labels[idx])
         used[idx] += 1
         better = m < cur_margin[idx]
