@@ -19,8 +19,9 @@ read from local folders only (nothing is ever downloaded).
 Class names: every ImageNet-family reader names a class by the first synonym of its WordNet
 synset in ``LOC_synset_mapping.txt`` (``n01440764 tench, Tinca tinca`` per line, the 1000
 synsets in index order, as ImageNet distributions ship it), found in DIR or up to two folders
-above it, or at ``$CLIPAUDIT_IMAGENET_SYNSETS``. Without it, wnids name the classes (and
-``imagenet-v2``, whose folders are indices, is refused). Items carry ``wnid`` and
+above it, or at ``$CLIPAUDIT_IMAGENET_SYNSETS``. Without it the built-in list is used
+(:func:`builtin_synsets`: timm's 1000 wnids in index order with open_clip's CLIP class names).
+Items carry ``wnid`` and
 ``imagenet_index`` (the class's position among the 1000) so the subsets (R, A: 200 classes;
 ObjectNet: 113) map back onto ImageNet's head. ObjectNet images keep their label as the first
 ImageNet class of its mapping (``objectnet_label`` and ``imagenet_classes`` keep the rest).
@@ -73,15 +74,31 @@ def read_synsets(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
-def find_synsets(start: Path) -> list[tuple[str, str]] | None:
-    """The synset list near ``start`` (itself, two parents) or at ``$CLIPAUDIT_IMAGENET_SYNSETS``."""
+def builtin_synsets() -> list[tuple[str, str]]:
+    """ImageNet-1k's 1000 ``(wnid, class name)`` in index order, from installed libraries: the
+    wnids from timm (``timm.data.ImageNetInfo``, a dependency of open_clip) and the names from
+    open_clip's ``IMAGENET_CLASSNAMES`` (the cleaned-up names CLIP's zero-shot evaluation uses,
+    e.g. "tench", "great white shark"), so no file is needed and nothing is downloaded."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+    from timm.data import ImageNetInfo
+
+    wnids = list(ImageNetInfo().label_names())
+    if len(wnids) != len(IMAGENET_CLASSNAMES):
+        raise ClipauditError(f"timm lists {len(wnids)} ImageNet synsets but open_clip {len(IMAGENET_CLASSNAMES)} "
+                             f"class names; put {SYNSET_FILE} beside your data")
+    return list(zip(wnids, IMAGENET_CLASSNAMES))
+
+
+def find_synsets(start: Path) -> list[tuple[str, str]]:
+    """The synset list near ``start`` (itself, two parents), else at ``$CLIPAUDIT_IMAGENET_SYNSETS``,
+    else :func:`builtin_synsets` (a file the data ships with wins: it names what the data means)."""
     for folder in (start, start.parent, start.parent.parent):
         if (folder / SYNSET_FILE).is_file():
             return read_synsets(folder / SYNSET_FILE)
     env = os.environ.get(SYNSET_ENV)
     if env and Path(env).is_file():
         return read_synsets(env)
-    return None
+    return builtin_synsets()
 
 
 def _images(folder: Path) -> list[Path]:
@@ -154,9 +171,6 @@ def read_imagenet_v2(path: str) -> ImageSource:
     """ImageNet-V2: folders named by class index 0-999 (needs the synset list to name them)."""
     root = _dir(path, "imagenet-v2")
     synsets = find_synsets(root)
-    if synsets is None:
-        raise ClipauditError(f"imagenet-v2 folders are class indices; put {SYNSET_FILE} (ImageNet's 1000 synsets in "
-                             f"index order) in {str(root)!r} or a parent, or set ${SYNSET_ENV}")
     folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     bad = [p.name for p in folders if not p.name.isdigit() or int(p.name) >= len(synsets)]
     if bad:
@@ -241,4 +255,4 @@ def open_spec(spec: str) -> ImageSource:
 
 __all__ = ["LAYOUTS", "Layout", "find_synsets", "open_layout", "open_spec", "read_imagenet", "read_imagenet_a",
            "read_imagenet_r", "read_imagenet_sketch", "read_imagenet_v2", "read_imagenet_val", "read_objectnet",
-           "read_synsets"]
+           "read_synsets", "builtin_synsets"]

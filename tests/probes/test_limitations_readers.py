@@ -52,12 +52,22 @@ def test_imagenet_v2_folders_are_indices_into_the_synsets(root):
         open_spec(f"imagenet-v2:{root / 'v2'}")
 
 
-def test_imagenet_v2_without_the_synset_list_is_refused(tmp_path):
-    from clipaudit.probes.datasets import open_spec
+def test_without_a_synset_file_the_builtin_imagenet_list_names_the_classes(tmp_path, monkeypatch):
+    """ImageNet-1k facts checked independently: index 0 is n01440764 (tench), 1 n01443537 (goldfish),
+    385 n02504013 (Indian elephant), 386 n02504458 (African elephant; CLIP calls it "African bush elephant"), 999 n15075141 (toilet tissue)."""
+    from clipaudit.probes.datasets import builtin_synsets, open_spec
 
-    _img(tmp_path / "a" / "b" / "v2" / "0" / "x", ".jpeg")
-    with pytest.raises(ClipauditError, match="folders are class indices; put LOC_synset_mapping.txt"):
-        open_spec(f"imagenet-v2:{tmp_path / 'a' / 'b' / 'v2'}")
+    monkeypatch.delenv("CLIPAUDIT_IMAGENET_SYNSETS", raising=False)
+    syn = builtin_synsets()
+    assert len(syn) == 1000 and len({w for w, _ in syn}) == 1000
+    assert syn[0][0] == "n01440764" and syn[1] == ("n01443537", "goldfish")
+    assert syn[385][0] == "n02504013" and syn[386][0] == "n02504458" and syn[999][0] == "n15075141"
+    _img(tmp_path / "a" / "b" / "v2" / "1" / "x", ".jpeg")
+    _img(tmp_path / "a" / "b" / "v2" / "386" / "y", ".jpeg")
+    src = open_spec(f"imagenet-v2:{tmp_path / 'a' / 'b' / 'v2'}")
+    assert _labels(src) == [("African bush elephant", 386), ("goldfish", 1)]  # CLIP's name for it
+    _img(tmp_path / "r" / "imagenet-r" / "n02504458" / "z")
+    assert _labels(open_spec(f"imagenet-r:{tmp_path / 'r' / 'imagenet-r'}")) == [("African bush elephant", 386)]
 
 
 def test_flat_imagenet_val_reads_the_solution_csv(root):
