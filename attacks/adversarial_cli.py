@@ -61,7 +61,7 @@ def config_from_args(args: argparse.Namespace):
     if queries is not None and queries < 1:
         raise ClipauditError(f"--queries must be >= 1 (Square's forward passes per image), got {queries}")
     cfg = AdversarialConfig(target=args.target, attack=args.attack or "pgd", eps=parse_eps(args.eps or "4/255"),
-                            norm=args.norm or "linf", steps=args.steps, restarts=args.restarts or 1, step_size=step,
+                            norm=args.norm or "linf", steps=args.steps, restarts=args.restarts if args.restarts is not None else 1, step_size=step,
                             random_start=not args.no_random_start, mode=args.mode,
                             eps_sweep=_eps_list(args.eps_sweep), classes=args.classes, templates=args.templates,
                             batch_size=args.batch_size, early_stop=not args.no_early_stop, sanity_n=args.sanity_n,

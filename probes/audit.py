@@ -240,7 +240,10 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
         img_r, word_r, kept = concept_responses(model, layer, classes, picture_fn, mcfg, seed=config.seed,
                                                 tokens=config.tokens, batch_size=config.batch)
         draw_r = None
-        if getattr(model, "drawings", None) is not None:
+        drawable = set(getattr(model, "classnames", None) or ())
+        if getattr(model, "drawings", None) is not None and not set(kept) <= drawable:
+            say(f"drawing facet skipped: {model.name} cannot draw {', '.join(sorted(set(kept) - drawable)[:5])}")
+        elif getattr(model, "drawings", None) is not None:
             say("drawing facet: outline drawings of each concept")
             draw_r = drawing_responses(model, layer, kept, model.drawings, mcfg, seed=config.seed,
                                        tokens=config.tokens, batch_size=config.batch)

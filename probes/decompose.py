@@ -118,10 +118,23 @@ def attention_layers(model) -> list[str]:
         return [f"visual.transformer.resblocks.{i}" for i in range(len(blocks))]
     if hasattr(visual, "attnpool") and hasattr(getattr(visual, "attnpool"), "num_heads"):
         return ["visual.attnpool"]
+    hf = _hf_layers(visual)
+    if hf is not None:
+        return [f"visual.body.encoder.layers.{i}" for i in range(len(hf))]
     names = [n for n, _ in visual.named_children()]
     raise ClipauditError(f"{getattr(model, 'name', 'this model')}'s vision tower ({type(visual).__name__}) has no "
                          f"attention heads clipaudit can read; its layers are: {', '.join(names)} "
-                         "(heads needs an open_clip ViT or ModifiedResNet)")
+                         "(heads needs an open_clip ViT or ModifiedResNet, or a transformers CLIP)")
+
+
+def _hf_layers(visual) -> torch.nn.ModuleList | None:
+    """The encoder layers of a transformers CLIP/SigLIP vision tower (clipaudit.hf), else None."""
+    layers = getattr(getattr(getattr(visual, "body", None), "encoder", None), "layers", None)
+    if layers is None or not len(layers):
+        return None
+    if not all(hasattr(getattr(l, "self_attn", None), "q_proj") for l in layers):
+        return None
+    return layers
 
 
 def n_heads(model) -> tuple[int, int]:
@@ -130,6 +143,8 @@ def n_heads(model) -> tuple[int, int]:
     visual = model.model.visual
     if layers == ["visual.attnpool"]:
         return 1, int(visual.attnpool.num_heads)
+    if _hf_layers(visual) is not None:
+        return len(layers), int(_hf_layers(visual)[0].self_attn.num_heads)
     return len(layers), int(visual.transformer.resblocks[0].attn.num_heads)
 
 
@@ -237,6 +252,82 @@ def _decompose_vit(model, pixels: torch.Tensor, tokens: bool) -> Decomposition:
         torch.stack(attns, 1), emb.detach().to(dev), (rows, cols))
 
 
+class _PackedAttention:
+    """A transformers attention module seen as ``nn.MultiheadAttention`` by :func:`head_values`:
+    its ``q_proj``/``k_proj``/``v_proj`` stacked into one ``in_proj`` (CLIP's scale is
+    ``head_dim ** -0.5``, the same as :func:`head_values` applies)."""
+
+    def __init__(self, attn: torch.nn.Module) -> None:
+        self.num_heads = int(attn.num_heads)
+        self.in_proj_weight = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).detach()
+        biases = [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]
+        self.in_proj_bias = None if any(b is None for b in biases) else torch.cat(biases).detach()
+        scale = float(getattr(attn, "scale", (attn.head_dim) ** -0.5))
+        if abs(scale - attn.head_dim ** -0.5) > 1e-9:
+            raise ClipauditError(f"attention scale {scale} is not head_dim^-0.5; heads cannot re-derive it")
+
+
+def _decompose_hf_vit(model, pixels: torch.Tensor, tokens: bool) -> Decomposition:
+    """A transformers CLIP vision tower: ``pre_layrnorm`` output, then per encoder layer the heads
+    (re-derived from ``layer_norm1``'s output with ``q/k/v_proj``, through ``out_proj``), its
+    output bias and the MLP, on the CLS token; ``post_layernorm`` linear with its scale frozen per
+    image, then ``visual_projection``."""
+    visual = model.model.visual
+    body = visual.body
+    layers = _hf_layers(visual)
+    if getattr(body, "head", None) is not None or not hasattr(body, "post_layernorm"):
+        raise ClipauditError("heads decomposes ViTs that pool the CLS token; this transformers vision tower "
+                             f"({type(body).__name__}) pools with an attention head (SigLIP's MAP pooling), whose "
+                             "softmax over tokens is not a sum of per-head parts")
+    paths = attention_layers(model)
+    wanted = ["visual", "visual.body.pre_layrnorm"] + [f"{p}.layer_norm1" for p in paths] + [f"{p}.mlp" for p in paths]
+    with torch.no_grad():
+        _, cache = run_with_cache(model, pixels, wanted)
+    f64 = torch.float64
+    dev = pixels.device if pixels.device.type == model.device.type else model.device
+    emb = cache["visual"].float()
+    embed_c = _nld(cache["visual.body.pre_layrnorm"], cache.layout("visual.body.pre_layrnorm"))[:, 0].to(dev, f64)
+    heads_c, toks_c, biases_c, mlps_c, attns = [], [], [], [], []
+    for i, path in enumerate(paths):
+        attn = layers[i].self_attn
+        x = _nld(cache[f"{path}.layer_norm1"], cache.layout(f"{path}.layer_norm1")).to(dev, f64)
+        weights, v = head_values(_PackedAttention(attn), x, query=slice(0, 1))  # (B,H,1,T), (B,H,T,dh)
+        b, h, t, dh = v.shape
+        c = x.shape[-1]
+        w_o = attn.out_proj.weight.detach().to(dev, f64).view(c, h, dh)
+        contrib = torch.einsum("bhtd,chd->bhtc", weights[:, :, 0, :, None] * v, w_o)  # (B, H, T, C)
+        toks_c.append(contrib)
+        heads_c.append(contrib.sum(2))
+        ob = attn.out_proj.bias
+        biases_c.append((ob.detach().to(dev, f64) if ob is not None else torch.zeros(c, dtype=f64, device=dev)).expand(b, c))
+        mlps_c.append(_nld(cache[f"{path}.mlp"], cache.layout(f"{path}.mlp"))[:, 0].to(dev, f64))
+        attns.append(weights[:, :, 0])
+    resid = embed_c + sum(hc.sum(1) for hc in heads_c) + sum(biases_c) + sum(mlps_c)  # the CLS stream
+    ln = body.post_layernorm
+    g, beta = ln.weight.detach().to(dev, f64), ln.bias.detach().to(dev, f64)
+    sigma = torch.sqrt(resid.var(-1, unbiased=False, keepdim=True) + ln.eps)
+    projection = visual.projection
+    proj = projection.weight.detach().to(dev, f64).T if hasattr(projection, "weight") else \
+        torch.eye(g.shape[0], dtype=f64, device=dev)
+    proj_bias = getattr(projection, "bias", None)
+
+    def out(part: torch.Tensor) -> torch.Tensor:
+        return ((part - part.mean(-1, keepdim=True)) * g / sigma.view(-1, *([1] * (part.ndim - 2)), 1)) @ proj
+
+    b = pixels.shape[0]
+    dim = proj.shape[1]
+    post = (beta @ proj).expand(b, dim).clone()
+    if proj_bias is not None:
+        post = post + proj_bias.detach().to(dev, f64)
+    heads = torch.stack([out(hc) for hc in heads_c], 1)
+    cfg = getattr(model, "hf_config", {}).get("vision_config", {})
+    side = int(cfg.get("image_size", model.image_size)) // int(cfg.get("patch_size", 1) or 1)
+    return Decomposition(
+        "vit", heads, torch.stack([out(tc) for tc in toks_c], 1) if tokens else None,
+        torch.zeros_like(heads), torch.stack([out(m) for m in mlps_c], 1), torch.stack([out(bc) for bc in biases_c], 1),
+        out(embed_c), post, torch.stack(attns, 1), emb.detach().to(dev), (side, side))
+
+
 def _decompose_resnet(model, pixels: torch.Tensor, tokens: bool) -> Decomposition:
     visual = model.model.visual
     pool = visual.attnpool
@@ -282,7 +373,8 @@ def decompose(model, pixels: torch.Tensor, tokens: bool = False) -> Decompositio
 
     Args:
         model: an :class:`~clipaudit.model.AuditModel` with an open_clip ViT (CLS pooling) or
-            ModifiedResNet (attention pooling) vision tower; it is not modified.
+            ModifiedResNet (attention pooling) vision tower, or a transformers CLIP
+            (:mod:`clipaudit.hf`); it is not modified.
         pixels: (B, 3, S, S) in [0, 1].
         tokens: also keep the per-source-token split (B, L, H, T, D) (memory: B*L*H*T*D*8 bytes).
 
@@ -302,6 +394,8 @@ def decompose(model, pixels: torch.Tensor, tokens: bool = False) -> Decompositio
     layers = attention_layers(model)
     if layers == ["visual.attnpool"]:
         return _decompose_resnet(model, pixels, tokens)
+    if _hf_layers(model.model.visual) is not None:
+        return _decompose_hf_vit(model, pixels, tokens)
     return _decompose_vit(model, pixels, tokens)
 
 

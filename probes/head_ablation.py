@@ -167,11 +167,38 @@ def _pool_z(pool, fmap: torch.Tensor, heads: Sequence[int] | None = None) -> tor
     return (a @ v)[:, :, 0]
 
 
-def _vit_z(blk, x: torch.Tensor, heads: Sequence[int] | None = None) -> torch.Tensor:
+def _vit_z(attn, x: torch.Tensor, heads: Sequence[int] | None = None) -> torch.Tensor:
     """(B, H', T, dh) per-head outputs (all heads, or ``heads``) of a block's attention for all
-    query tokens, from its ln_1 output (B, T, C)."""
-    w, v = head_values(blk.attn, x, heads=heads)
+    query tokens, from its input (B, T, C) (``ln_1`` / ``layer_norm1`` output); ``attn`` is an
+    ``nn.MultiheadAttention`` or a transformers attention seen as one."""
+    w, v = head_values(attn, x, heads=heads)
     return w @ v
+
+
+@dataclass
+class _Block:
+    """Where a ViT block's heads are read and patched: open_clip (``ln_1``, ``attn``, patched at
+    ``ls_1``) or transformers (``layer_norm1``, ``self_attn``, patched at ``self_attn.out_proj``'s
+    output, which is linear in the heads' outputs like ``ls_1``'s)."""
+
+    ln_path: str
+    attn: object  # nn.MultiheadAttention or decompose._PackedAttention
+    out_proj: torch.nn.Linear
+    patch_path: str
+    gamma: torch.Tensor | None
+
+
+def _blocks(model) -> list[_Block]:
+    from clipaudit.probes.decompose import _hf_layers, _PackedAttention
+
+    layers = attention_layers(model)
+    hf = _hf_layers(model.model.visual)
+    if hf is not None:
+        return [_Block(f"{p}.layer_norm1", _PackedAttention(hf[i].self_attn), hf[i].self_attn.out_proj,
+                       f"{p}.self_attn.out_proj", None) for i, p in enumerate(layers)]
+    blocks = model.model.visual.transformer.resblocks
+    return [_Block(f"{p}.ln_1", blocks[i].attn, blocks[i].attn.out_proj, f"{p}.ls_1",
+                   getattr(blocks[i].ls_1, "gamma", None)) for i, p in enumerate(layers)]
 
 
 def _to_nld(x: torch.Tensor, layout: str) -> torch.Tensor:
@@ -200,10 +227,10 @@ def head_means(model, pixels: Iterable[torch.Tensor] | torch.Tensor) -> dict[Hea
             _, cache = run_with_cache(model, px, "visual.layer4", stop_at=True)
             zs = [_pool_z(model.model.visual.attnpool, cache["visual.layer4"].float()).sum(0)]
         else:
-            _, cache = run_with_cache(model, px, [f"{p}.ln_1" for p in layers], stop_at=True)
-            zs = [_vit_z(model.model.visual.transformer.resblocks[i],
-                         _to_nld(cache[f"{p}.ln_1"], cache.layout(f"{p}.ln_1")).float()).sum(0)
-                  for i, p in enumerate(layers)]
+            blocks = _blocks(model)
+            _, cache = run_with_cache(model, px, [b.ln_path for b in blocks], stop_at=True)
+            zs = [_vit_z(b.attn, _to_nld(cache[b.ln_path], cache.layout(b.ln_path)).to(b.attn.in_proj_weight.dtype)
+                         ).float().sum(0) for b in blocks]
         total = zs if total is None else [t + z for t, z in zip(total, zs)]
         count += int(px.shape[0])
     if total is None or count == 0:
@@ -216,20 +243,21 @@ def head_means(model, pixels: Iterable[torch.Tensor] | torch.Tensor) -> dict[Hea
     return out
 
 
-def _vit_fn(blk, heads: Sequence[int], mask: HeadMask, layer: int, store: dict, ln_path: str, ln_layout: str):
-    c = blk.attn.embed_dim
+def _vit_fn(blk: _Block, heads: Sequence[int], mask: HeadMask, layer: int, store: dict, ln_path: str,
+            ln_layout: str):
+    c = blk.out_proj.in_features
     nh = blk.attn.num_heads
     dh = c // nh
-    gamma = getattr(blk.ls_1, "gamma", None)
+    gamma = blk.gamma
     idx = list(heads)
 
     def fn(out: torch.Tensor, lay) -> torch.Tensor:
         x = _to_nld(store[ln_path], ln_layout)
-        z = _vit_z(blk, x.to(blk.attn.in_proj_weight.dtype), idx)  # (B, k, T, dh)
+        z = _vit_z(blk.attn, x.to(blk.attn.in_proj_weight.dtype), idx)  # (B, k, T, dh)
         if mask.mode == "mean":
             m = torch.stack([mask.means[(layer, h)] for h in idx]).to(z.device, z.dtype)  # (k, T, dh)
             z = z - m
-        w_o = blk.attn.out_proj.weight.view(c, nh, dh)[:, idx]  # (C, k, dh)
+        w_o = blk.out_proj.weight.view(-1, nh, dh)[:, idx]  # (C, k, dh)
         delta = torch.einsum("bktd,ckd->btc", z, w_o.to(z.dtype))
         if gamma is not None:
             delta = delta * gamma
@@ -284,12 +312,12 @@ def ablate_heads(model, mask: HeadMask | None) -> Iterator[HeadMask | None]:
         else:
             from clipaudit.hooks import resolve_layer
 
+            blocks = _blocks(model)
             for l, hs in sorted(by_layer.items()):
-                ln = resolve_layer(model, f"{layers[l]}.ln_1")
+                ln = resolve_layer(model, blocks[l].ln_path)
                 store = stack.enter_context(capture(model, ln, detach=False))  # gradients (attacks) see the ablation
-                blk = model.model.visual.transformer.resblocks[l]
-                stack.enter_context(patch(model, f"{layers[l]}.ls_1",
-                                          _vit_fn(blk, hs, mask, l, store, ln.path, ln.layout)))
+                stack.enter_context(patch(model, blocks[l].patch_path,
+                                          _vit_fn(blocks[l], hs, mask, l, store, ln.path, ln.layout)))
         yield mask
 
 

@@ -168,6 +168,10 @@ def _grid(model) -> tuple[int, int]:
     if hasattr(visual, "grid_size"):
         g = visual.grid_size
         return int(g[0]), int(g[1])
+    cfg = getattr(model, "hf_config", {}).get("vision_config") if hasattr(model, "hf_config") else None
+    if cfg:  # transformers: square patch grid
+        side = int(cfg.get("image_size", model.image_size)) // int(cfg.get("patch_size", 1) or 1)
+        return side, side
     side = int(round((visual.attnpool.positional_embedding.shape[0] - 1) ** 0.5))
     return side, side
 

@@ -373,3 +373,75 @@ def test_attacks_on_a_sigmoid_model_use_its_sigmoid_loss(loaded):
     assert not torch.allclose(loss, ce, atol=1e-3)  # a softmax objective would be a different number
     target_loss, _ = Objective(head, labels, target=1)(pixels)
     assert target_loss.shape == (2,) and bool((target_loss <= 0).all())  # minus a sum of -log terms
+
+
+def test_head_decomposition_of_a_transformers_clip_is_exact(hf_folders, loaded):
+    """Issue 21: `clipaudit heads`' decomposition on transformers' attention modules: the parts sum
+    to the model's own embedding, tokens sum to heads, and the CLS attention rows equal the ones
+    transformers returns with output_attentions."""
+    import transformers
+
+    from clipaudit.probes.decompose import decompose, n_heads
+
+    model = loaded["clip"]
+    pixels = model.to_pixels(_images(3))
+    d = decompose(model, pixels, tokens=True)
+    assert d.max_rel_error < 1e-5
+    torch.testing.assert_close(d.tokens.sum(3), d.heads)
+    ref = transformers.CLIPModel.from_pretrained(str(hf_folders["clip"]), attn_implementation="eager").eval()
+    with torch.no_grad():
+        out = ref.vision_model(pixel_values=model.normalize(pixels), output_attentions=True)
+    layers, heads = n_heads(model)
+    assert (layers, heads) == (len(out.attentions), out.attentions[0].shape[1])
+    for l, att in enumerate(out.attentions):
+        torch.testing.assert_close(d.attention[:, l].float(), att[:, :, 0].float(), atol=1e-5, rtol=1e-4)
+
+
+def test_head_decomposition_refuses_siglip_attention_pooling(loaded):
+    from clipaudit.probes.decompose import decompose
+
+    model = loaded["siglip"]
+    with pytest.raises(ClipauditError, match="MAP pooling"):
+        decompose(model, model.to_pixels(_images(1)))
+
+
+def test_head_ablation_on_a_transformers_clip_equals_zeroing_its_slice(loaded):
+    """Zero-ablating head (l, h) through clipaudit's patch equals zeroing that head's slice of the
+    concatenated head outputs going into transformers' out_proj (an independent pre-hook)."""
+    from clipaudit.probes.head_ablation import HeadMask, ablate_heads
+
+    model = loaded["clip"]
+    pixels = model.to_pixels(_images(2))
+    attn = model.model.visual.body.encoder.layers[1].self_attn
+    dh = attn.head_dim
+
+    def zero_head(_mod, args):
+        x = args[0].clone()
+        x[..., 2 * dh:3 * dh] = 0
+        return (x,)
+
+    handle = attn.out_proj.register_forward_pre_hook(zero_head)
+    try:
+        with torch.no_grad():
+            want = model.encode_images(pixels, normalize=False)
+    finally:
+        handle.remove()
+    with torch.no_grad(), ablate_heads(model, HeadMask([(1, 2)], "zero")):
+        got = model.encode_images(pixels, normalize=False)
+    with torch.no_grad():
+        clean = model.encode_images(pixels, normalize=False)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got, clean, atol=1e-4)
+
+
+def test_heads_audit_runs_on_a_transformers_clip_and_refuses_siglip_in_one_line(hf_folders, tmp_path, capsys):
+    out = tmp_path / "heads"
+    assert _cli(["heads", "--model", str(hf_folders["clip"]), "--device", "cpu", "--n-images", "12",
+                 "--out", str(out)]) == 0, capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())["heads"]
+    assert summary["decomposition_max_rel_error"] < 1e-5
+    capsys.readouterr()
+    assert _cli(["heads", "--model", str(hf_folders["siglip"]), "--device", "cpu", "--n-images", "12",
+                 "--out", str(tmp_path / "sig")]) == 2
+    err = capsys.readouterr().err
+    assert "MAP pooling" in err and "Traceback" not in err
