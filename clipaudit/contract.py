@@ -238,6 +238,14 @@ NEURONS = AuditContract(
         TableSpec("neuron_top_images", _c("neuron:int rank:int id:str activation:float"),
                   "the k images that excite each neuron most (+ the source's metadata columns)",
                   key=("neuron", "rank")),
+        TableSpec("neuron_quantile_images", _c("neuron:int quantile:float value:float id:str activation:float"),
+                  "per neuron and quantile of its activations over a fixed sample (--profile-n): the sample image "
+                  "closest to it", key=("neuron", "quantile")),
+        TableSpec("neuron_histogram", _c("neuron:int bin_low:float bin_high:float count:int"),
+                  "per neuron: activation histogram over the same sample"),
+        TableSpec("neuron_text_features", _c("neuron:int rank:int word:str activation:float"),
+                  "per neuron: the concept words that excite it most when written on plain backgrounds",
+                  key=("neuron", "rank")),
         TableSpec("ablation", _c("concept:str neurons:str measure:str before:float after:float delta:float "
                                  "other_delta:float"),
                   "causal check (with --ablate): accuracy / typographic success before and after ablation"),

@@ -238,7 +238,9 @@ def _neuron_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Un
             unit.missing.append(f"{cap}: not rendered for this neuron (the audit renders the top neurons; "
                                 f"rerun with --neurons {index})")
     for name, label, where in (("neuron_top_images", "top examples", None), (QUANTILE_TABLE, "quantile samples", None),
-                               (HISTOGRAM_TABLE, "activation histogram", None), ("attribution_convergence",
+                               (HISTOGRAM_TABLE, "activation histogram", None),
+                               ("neuron_text_features", "words that excite it (written on plain backgrounds)", None),
+                               ("attribution_convergence",
                                                                                   "attribution convergence", None)):
         t = store.table(view, name)
         if t is not None and "neuron" in t:

@@ -84,6 +84,9 @@ class NeuronsConfig:
         n_words: ``--n-words`` word renders per concept (multimodality).
         n_pictures: ``--n-pictures`` pictures per concept (multimodality, ablation).
         seed: ``--seed``.
+        profile_n: ``--profile-n`` images for examples per activation quantile and histograms (0: off).
+        profile_bins: ``--profile-bins`` histogram bins.
+        text_words: ``--text-words`` concept words for text feature visualisation (0: off).
     """
 
     layer: str = "penultimate"
@@ -103,6 +106,9 @@ class NeuronsConfig:
     n_pictures: int = 16
     seed: int = 0
     label: LabelConfig = field(default_factory=LabelConfig)
+    profile_n: int = 256
+    profile_bins: int = 20
+    text_words: int = 300
 
     def validate(self) -> None:
         """Raise :class:`ClipauditError` on any bad value, before work starts."""
@@ -122,6 +128,10 @@ class NeuronsConfig:
             raise ClipauditError(f"--per-neuron must be >= 1, got {self.per_neuron}")
         if self.n_words < 2 or self.n_pictures < 2:
             raise ClipauditError("--n-words and --n-pictures must be >= 2")
+        if self.profile_n < 0 or self.text_words < 0:
+            raise ClipauditError("--profile-n and --text-words must be >= 0 (0 turns them off)")
+        if self.profile_bins < 1:
+            raise ClipauditError(f"--profile-bins must be >= 1, got {self.profile_bins}")
 
 
 def picture_source(model, source: ImageSource) -> tuple[list[str], PictureFn] | None:
@@ -229,6 +239,24 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
     acc, n_dom = label_accuracy(labels, sr, source.items, k=config.k) if "label" in source.items \
         else (float("nan"), 0)
     save_summary({"n_concepts": len(concepts), "label_accuracy": acc, "n_class_dominated": n_dom})
+
+    # 2b. the whole activation range (a fixed sample) and the words that excite each neuron
+    if config.profile_n:
+        from clipaudit.probes.profile import histograms, quantile_examples, sample_activations
+        from clipaudit.zeroshot import iterate
+
+        say(f"activation profile on the source's first {min(config.profile_n, len(source))} images")
+        acts, ids = sample_activations(model, layer, iterate(source, model, config.batch, None),
+                                       config.profile_n, config.tokens, config.batch)
+        save_table("neuron_quantile_images", quantile_examples(acts, ids))
+        save_table("neuron_histogram", histograms(acts, config.profile_bins))
+    if config.text_words:
+        from clipaudit.probes.profile import text_features
+
+        words = list(concepts)[:config.text_words]
+        say(f"text feature visualisation: {len(words)} words written on plain backgrounds")
+        save_table("neuron_text_features", text_features(model, layer, words, seed=config.seed, tokens=config.tokens,
+                                                         batch_size=config.batch))
 
     # 3. multimodality
     pics = picture_source(model, source)

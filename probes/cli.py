@@ -29,6 +29,12 @@ def register(sub) -> None:
     p.add_argument("--ablate", default=None, choices=["zero", "mean"], help="causal check by ablation")
     p.add_argument("--n-words", type=int, default=16, help="word renders per concept (multimodality)")
     p.add_argument("--n-pictures", type=int, default=16, help="pictures per concept (multimodality, ablation)")
+    p.add_argument("--profile-n", type=int, default=256,
+                   help="images (the source's first) for examples per activation quantile and histograms; 0: off")
+    p.add_argument("--profile-bins", type=int, default=20, help="histogram bins per neuron")
+    p.add_argument("--text-words", type=int, default=300,
+                   help="concept words written on plain backgrounds to find each neuron's words (text feature "
+                        "visualisation); 0: off")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -47,7 +53,8 @@ def config_from_args(args: argparse.Namespace):
                          concepts=args.concepts, steps=args.steps, batch=args.batch, k=args.k, tokens=args.tokens,
                          per_neuron=args.per_neuron, diversity=args.diversity, attribution=not args.no_attribution,
                          attribution_images=args.attribution_images, ablate=args.ablate, n_words=args.n_words,
-                         n_pictures=args.n_pictures, seed=args.seed)
+                         n_pictures=args.n_pictures, seed=args.seed, profile_n=args.profile_n,
+                         profile_bins=args.profile_bins, text_words=args.text_words)
 
 
 def _neuron_lines(rows) -> str:
