@@ -241,6 +241,9 @@ NEURONS = AuditContract(
         TableSpec("neuron_quantile_images", _c("neuron:int quantile:float value:float id:str activation:float"),
                   "per neuron and quantile of its activations over a fixed sample (--profile-n): the sample image "
                   "closest to it", key=("neuron", "quantile")),
+        TableSpec("neuron_text_directions", _c("neuron:int e0:float"),
+                  "per neuron: its direction in the joint space (normalised mean embedding of its top images; "
+                  "columns e0..e{D-1}), for search by embedding", key=("neuron",)),
         TableSpec("neuron_histogram", _c("neuron:int bin_low:float bin_high:float count:int"),
                   "per neuron: activation histogram over the same sample"),
         TableSpec("neuron_text_features", _c("neuron:int rank:int word:str activation:float"),

@@ -96,6 +96,8 @@ def create_app(runs_dir: Path | str = "runs", model=None) -> Dash:
         from .page_bench import make_page
 
         extra = (make_page(Bench(model)),)
+        # search by embedding: the query's text embedding in this model's joint space (numpy (1, D))
+        store.text_encoder = lambda texts: model.encode_texts(list(texts)).cpu().numpy()
     app = Dash(__name__, title="clipaudit", assets_folder=str(ASSETS), suppress_callback_exceptions=True,
                update_title=None)
     add_file_route(app.server, store.root)

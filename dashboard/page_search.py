@@ -12,7 +12,7 @@ from dash import Input, Output, dcc, html
 from . import ids
 from .components import message
 from .data import RunStore, fmt_num
-from .search import EMBEDDING_NOTE, search_units
+from .search import EMBEDDING_NOTE, embedding_available, search_units
 
 PATH = "/search"
 TITLE = "Search"
@@ -28,7 +28,8 @@ def results(store: RunStore, query: str | None) -> tuple[list, str]:
         return [message(f"no unit of the open runs has a label like {query!r}")], "0 units"
     items = [html.Li([dcc.Link(f"{r.kind} {r.address}", href=r.url, className="search-hit"),
                       html.Span(f"  {r.label}", className="search-label"),
-                      html.Span(f"  · run {r.run} · match {fmt_num(r.match)} · score {fmt_num(r.score)}",
+                      html.Span(f"  · run {r.run} · {getattr(r, 'how', 'label')} match {fmt_num(r.match)} · "
+                                f"score {fmt_num(r.score)}",
                                 className="muted small")], **{"data-kind": r.kind, "data-label": str(r.label)})
              for r in hits.itertuples()]
     share = dcc.Link(f"link to this search: /search?q={query}", href=f"/search?q={quote(query or '')}",
@@ -44,7 +45,8 @@ def layout(store: RunStore, a=None, b=None, search: str | None = None) -> html.D
         html.Div([dcc.Input(id=ids.SEARCH_INPUT, type="text", value=query, debounce=True,
                             placeholder="label, e.g. pizza", autoFocus=True),
                   html.Span(count, id=ids.SEARCH_COUNT, className="muted")], className="controls"),
-        html.Div(EMBEDDING_NOTE, className="muted small"),
+        html.Div("searching labels, then the nearest units by embedding (the query's text embedding against "
+                 "each neuron's direction)" if embedding_available(store) else EMBEDDING_NOTE, className="muted small"),
         html.Div(found, id=ids.SEARCH_RESULTS),
     ], className="main")], className="page")
 

@@ -221,6 +221,9 @@ def audit(model, source: ImageSource, config: NeuronsConfig = NeuronsConfig(), r
     table = sr.stats_table()
     save_table("neurons", table)
     save_table("neuron_top_images", sr.top_images_table(source.items, range(layer.n_neurons)))
+    directions = sr.text_directions()
+    if directions is not None:
+        save_table("neuron_text_directions", directions)
     if sr.skipped and run is not None:
         run.write_table("skipped", pd.DataFrame(sr.skipped, columns=["id", "reason"]))
     save_summary({"layer": layer.path, "layout": layer.layout, "n_neurons": layer.n_neurons,

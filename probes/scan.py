@@ -187,6 +187,22 @@ class ScanResult:
         pos = self.state.positions[neuron, : (k or self.state.k)]
         return [int(p) for p in pos if p >= 0]
 
+    def text_directions(self, k: int | None = None) -> pd.DataFrame | None:
+        """Each neuron's direction in the joint image-text space: the L2-normalised mean of the
+        L2-normalised image embeddings of its top ``k`` images (None when embeddings were not
+        kept). Table: neuron, e0..e{D-1}. A query's text embedding scored against it finds units
+        by meaning rather than by label (the dashboard's embedding search)."""
+        if self.embeddings is None:
+            return None
+        e = torch.nn.functional.normalize(self.embeddings.float(), dim=-1)
+        pos = self.state.positions[:, : (k or self.state.k)]
+        valid = (pos >= 0).float().unsqueeze(-1)
+        gathered = e[pos.clamp_min(0)] * valid  # (N, k, D)
+        d = torch.nn.functional.normalize(torch.nan_to_num(gathered).sum(1), dim=-1).numpy()
+        out = pd.DataFrame(d, columns=[f"e{i}" for i in range(d.shape[1])])
+        out.insert(0, "neuron", np.arange(len(out)))
+        return out
+
     def stats_table(self) -> pd.DataFrame:
         """neuron, mean, std, max for every neuron."""
         s = self.state

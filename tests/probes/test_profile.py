@@ -70,3 +70,32 @@ def test_neurons_audit_writes_the_profile_and_the_unit_page_shows_it(tmp_path):
     unit = get_unit(RunStore(tmp_path), unit_url("neuron", "run", ("visual.layer4.0", "30")))
     assert "quantile samples" in unit.tables and "activation histogram" in unit.tables
     assert any(k.startswith("words that excite it") for k in unit.tables)
+
+
+def test_embedding_search_finds_pizza_units_by_meaning(tmp_path, toy_rn):
+    """Issue 22: a query's text embedding against each neuron's direction (its top images' mean
+    embedding): searching "pizza" by embedding alone puts a neuron labelled pizza in the top 3;
+    without a model the page says why embedding search is off."""
+    from clipaudit.cli import main
+    from clipaudit.dashboard.data import RunStore
+    from clipaudit.dashboard.search import EMBEDDING_NOTE, embedding_available, embedding_hits, search_units
+
+    out = tmp_path / "run"
+    assert main(["neurons", "--model", "toy-rn", "--n-images", "256", "--top", "1", "--steps", "2", "--n-words", "2",
+                 "--n-pictures", "2", "--no-attribution", "--profile-n", "0", "--text-words", "0",
+                 "--out", str(out)]) == 0
+    directions = pd.read_csv(out / "neuron_text_directions.csv")
+    e = directions.drop(columns="neuron").to_numpy()
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    store = RunStore(tmp_path)
+    assert not embedding_available(store)
+    store.text_encoder = lambda texts: toy_rn.encode_texts(list(texts)).cpu().numpy()
+    assert embedding_available(store)
+    hits = embedding_hits(store, "pizza", limit=3)
+    labels = pd.read_csv(out / "neurons.csv").set_index("neuron")["label"]
+    top3 = [labels[int(a.split("/")[-1])] for a in hits["address"]]
+    assert "pizza" in top3, top3
+    # a query no label matches still returns the nearest units, marked as found by embedding
+    found = search_units(store, "a pepperoni pie")
+    assert not found.empty and set(found["how"]) == {"embedding"}
+    assert "needs a model" in EMBEDDING_NOTE
