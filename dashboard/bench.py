@@ -157,6 +157,28 @@ class Bench:
         top = torch.topk(act, min(k, act.numel()))
         return pd.DataFrame({"unit": top.indices.tolist(), "activation": top.values.tolist()})
 
+    @torch.no_grad()
+    def top_heads(self, pixels: torch.Tensor, k: int = 5) -> pd.DataFrame | None:
+        """The ``k`` attention heads contributing most directly to the predicted class's logit
+        (direct logit attribution of the exact residual decomposition,
+        :func:`clipaudit.probes.decompose.decompose`): layer, head, contribution, predicted; None
+        for a vision tower without readable heads."""
+        from clipaudit.errors import ClipauditError
+        from clipaudit.probes.decompose import decompose, project
+
+        try:
+            d = decompose(self.model, pixels.to(self.model.device))
+        except ClipauditError:
+            return None
+        logits = project(d.heads, d, self.head.weights.float(), self.model.logit_scale)[0]  # (L, H, C)
+        pred = int(self.head(pixels.to(self.model.device)).argmax(-1)[0])
+        contrib = logits[..., pred]
+        flat = contrib.flatten()
+        top = torch.topk(flat, min(k, flat.numel()))
+        n_h = contrib.shape[1]
+        return pd.DataFrame({"layer": [int(i) // n_h for i in top.indices], "head": [int(i) % n_h for i in top.indices],
+                             "contribution": top.values.float().tolist(), "predicted": self.classes[pred]})
+
     @staticmethod
     def check_value(value: float | str | None) -> float:
         """The clamp value (empty: 0, i.e. ablation); ValueError unless a finite number within +-1e4."""

@@ -35,6 +35,15 @@ def _neurons_run(store: RunStore, bench: Bench) -> str | None:
     return None
 
 
+def _heads_run(store: RunStore, bench: Bench) -> str | None:
+    """Newest run of the heads audit on this model (for links to head pages)."""
+    model = getattr(bench.model, "name", None)
+    for view in store.runs():
+        if "heads" in view.summary and (view.manifest.get("model") or {}).get("name") == model:
+            return store.run_name(view)
+    return None
+
+
 def compute(bench: Bench, store: RunStore, source: str | None, scene: str | None, index: Any, word: str | None,
             size: Any, position: str | None, style: str | None, unit: Any, value: Any = None) -> dict:
     """Everything the bench shows for one set of controls (no Dash objects; tested directly).
@@ -44,7 +53,7 @@ def compute(bench: Bench, store: RunStore, source: str | None, scene: str | None
         word, ablated as available; ``ablated`` is the unit clamped to ``value``, 0 when empty), ``top`` (DataFrame unit, activation, url), ``note`` (a one-line
         message or ''), ``error`` (one line or '').
     """
-    out: dict = {"image": None, "probs": None, "top": None, "note": "", "error": ""}
+    out: dict = {"image": None, "probs": None, "top": None, "heads": None, "note": "", "error": ""}
     try:
         if source:
             img = decode_upload(source, "the upload")
@@ -68,6 +77,12 @@ def compute(bench: Bench, store: RunStore, source: str | None, scene: str | None
         run = _neurons_run(store, bench)
         top["url"] = [unit_url("neuron", run, (bench.resolved.path, str(i))) if run else None for i in top["unit"]]
         out["top"] = top
+        heads = bench.top_heads(pixels)
+        if heads is not None:
+            hrun = _heads_run(store, bench)
+            heads["url"] = [unit_url("head", hrun, (str(l), str(h))) if hrun else None
+                            for l, h in zip(heads["layer"], heads["head"])]
+        out["heads"] = heads
         out["image"] = image_data_url(pixels)
     except ValueError as err:
         out["error"] = str(err)
@@ -100,10 +115,23 @@ def _top_list(df: pd.DataFrame) -> html.Ol:
     return html.Ol(items)
 
 
+def _heads_list(df: pd.DataFrame | None) -> html.Div:
+    if df is None or df.empty:
+        return html.Div("this model's vision tower has no attention heads clipaudit can read", className="muted")
+    items = []
+    for _, r in df.iterrows():
+        name = f"head {int(r['layer'])}.{int(r['head'])}"
+        link = dcc.Link(name, href=r["url"]) if isinstance(r.get("url"), str) else html.Span(name)
+        items.append(html.Li([link, html.Span(f"  direct contribution to '{r['predicted']}' "
+                                              f"{fmt_num(r['contribution'])} logits", className="muted")]))
+    return html.Ol(items)
+
+
 def outputs(result: dict) -> tuple:
     if result["error"]:
-        return no_update, message(result["error"], "error"), no_update, no_update
-    return (result["image"], "", _probs_table(result["probs"]), _top_list(result["top"]))
+        return no_update, message(result["error"], "error"), no_update, no_update, no_update
+    return (result["image"], "", _probs_table(result["probs"]), _top_list(result["top"]),
+            _heads_list(result.get("heads")))
 
 
 def make_page(bench: Bench):
@@ -139,7 +167,7 @@ def make_page(bench: Bench):
                 dcc.Input(id=ids.BENCH_VALUE, type="number", value=None, debounce=True),
             ], className="section")
             result = compute(bench, store, None, "apple", 0, "", None, "center", "note", None)
-            img, msg, probs, top = outputs(result)
+            img, msg, probs, top, heads = outputs(result)
             shown = html.Div([
                 html.Div(f"model {getattr(bench.model, 'name', '?')} · classes: {', '.join(bench.classes)}",
                          className="muted small"),
@@ -147,6 +175,8 @@ def make_page(bench: Bench):
                 html.Div(msg, id=ids.BENCH_MESSAGE),
                 section("Zero-shot probabilities", html.Div(probs, id=ids.BENCH_PROBS)),
                 section(f"Most active units of {bench.resolved.path}", html.Div(top, id=ids.BENCH_TOP)),
+                section("Heads that push the prediction most (direct logit attribution)",
+                        html.Div(heads, id=ids.BENCH_HEADS)),
             ])
             return html.Div([html.Div([html.H2("Live bench"), html.Div([controls, shown], className="bench-grid")],
                                       className="main")], className="page")
@@ -168,7 +198,7 @@ def make_page(bench: Bench):
 
             @app.callback(Output(ids.BENCH_IMAGE, "src"), Output(ids.BENCH_MESSAGE, "children"),
                           Output(ids.BENCH_PROBS, "children"), Output(ids.BENCH_TOP, "children"),
-                          Input(ids.BENCH_SOURCE, "data"), Input(ids.BENCH_SCENE, "value"),
+                          Output(ids.BENCH_HEADS, "children"), Input(ids.BENCH_SOURCE, "data"), Input(ids.BENCH_SCENE, "value"),
                           Input(ids.BENCH_SCENE_INDEX, "value"), Input(ids.BENCH_WORD, "value"),
                           Input(ids.BENCH_SIZE, "value"), Input(ids.BENCH_POSITION, "value"),
                           Input(ids.BENCH_STYLE, "value"), Input(ids.BENCH_UNIT, "value"),

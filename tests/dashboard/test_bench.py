@@ -159,3 +159,20 @@ def test_cli_loads_the_model_for_the_bench(monkeypatch, capsys, runs_root, toy_m
     assert main(["dashboard", "--runs", str(runs_root), "--model", "toy"]) == 0
     assert seen["host"] == "127.0.0.1"
     assert "live bench with toy at /bench" in capsys.readouterr().out
+
+
+def test_bench_lists_the_heads_that_push_the_prediction(bench, store, toy_model):
+    from clipaudit.probes.decompose import decompose, project
+
+    out = compute(bench, store, None, "apple", 0, "", None, "center", "note", None)
+    heads = out["heads"]
+    assert heads is not None and len(heads) >= 1
+    assert list(heads["contribution"]) == sorted(heads["contribution"], reverse=True)
+    assert heads["predicted"].iloc[0] == out["probs"].iloc[0]["class"]
+    # the listed best head is the argmax of the direct logit attribution over every head
+    pixels = toy_model.to_pixels(scene_image("apple", 0))
+    d = decompose(toy_model, pixels)
+    dla = project(d.heads, d, bench.head.weights.float(), toy_model.logit_scale)[0][..., bench.classes.index(
+        heads["predicted"].iloc[0])]
+    l, h = divmod(int(dla.flatten().argmax()), dla.shape[1])
+    assert (int(heads["layer"].iloc[0]), int(heads["head"].iloc[0])) == (l, h)
