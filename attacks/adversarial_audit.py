@@ -112,7 +112,7 @@ class AdversarialConfig:
 
     def validate(self, image_size: int | None = None) -> "AdversarialConfig":
         """Raise :class:`ClipauditError` on the first bad field (before any work is done)."""
-        if self.attack not in ATTACKS:
+        if self.attack not in ATTACKS and not (self.protocol and self.attack == "ensemble"):
             raise ClipauditError(f"unknown --attack {self.attack!r}; valid: {', '.join(ATTACKS)}")
         if self.norm not in NORMS:
             raise ClipauditError(f"unknown --norm {self.norm!r}; valid: {', '.join(NORMS)}")
@@ -163,7 +163,8 @@ class AdversarialConfig:
         if self.norm != "linf" and "square" in self.ensemble:
             raise ClipauditError(f"--protocol {self.protocol} includes Square, which is l-inf only here; use "
                                  "--norm linf")
-        if self.protocol == "robust-clip" and (float(self.eps) not in ROBUST_CLIP_EPS or self.eps_sweep):
+        if self.protocol == "robust-clip" and (float(self.eps) not in ROBUST_CLIP_EPS
+                                               or not {float(e) for e in self.eps_sweep} <= set(ROBUST_CLIP_EPS)):
             raise ClipauditError("--protocol robust-clip fixes eps at 2/255 and 4/255; drop --eps/--eps-sweep, "
                                  "or use --protocol autoattack --eps X for another budget")
 

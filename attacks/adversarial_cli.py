@@ -52,28 +52,34 @@ def config_from_args(args: argparse.Namespace):
                                  + (" (or use --protocol autoattack --eps X)" if "--eps" in clash else ""))
         if protocol == "robust-clip":
             args.eps = str(ROBUST_CLIP_EPS[-1])
+            args.eps_sweep = ",".join(str(e) for e in ROBUST_CLIP_EPS[:-1])
             if args.n is None:
                 args.n = ROBUST_CLIP_N
     step = None if args.step_size is None else parse_eps(args.step_size, "--step-size")
     if args.n is None:
         args.n = 64
-    queries = getattr(args, "queries", 5000)
+    queries = getattr(args, "queries", None)
+    n_targets = getattr(args, "n_targets", None)
+    if protocol is None:
+        given = [f for f, v in (("--ensemble", getattr(args, "ensemble", None)), ("--n-targets", n_targets),
+                                ("--queries", queries), ("--individual", getattr(args, "individual", False))) if v]
+        if given:
+            raise ClipauditError(f"{', '.join(given)} set(s) the attacks of a --protocol run; add --protocol autoattack")
     if queries is not None and queries < 1:
         raise ClipauditError(f"--queries must be >= 1 (Square's forward passes per image), got {queries}")
-    cfg = AdversarialConfig(target=args.target, attack=args.attack or "pgd", eps=parse_eps(args.eps or "4/255"),
+    cfg = AdversarialConfig(target=args.target, attack="ensemble" if protocol else (args.attack or "pgd"), eps=parse_eps(args.eps or "4/255"),
                             norm=args.norm or "linf", steps=args.steps, restarts=args.restarts if args.restarts is not None else 1, step_size=step,
                             random_start=not args.no_random_start, mode=args.mode,
                             eps_sweep=_eps_list(args.eps_sweep), classes=args.classes, templates=args.templates,
                             batch_size=args.batch_size, early_stop=not args.no_early_stop, sanity_n=args.sanity_n,
                             examples=args.examples, seed=args.seed, protocol=protocol,
                             ensemble=tuple(_attack_list(getattr(args, "ensemble", None))),
-                            n_targets=getattr(args, "n_targets", 9), queries=queries,
+                            n_targets=n_targets if n_targets is not None else 9,
+                            queries=queries if queries is not None else 5000,
                             individual=bool(getattr(args, "individual", False)), bpda=bool(getattr(args, "bpda", False)),
                             eot=getattr(args, "eot", 1))
     if args.n < 1:
         raise ClipauditError(f"--n-images must be >= 1, got {args.n}")
-    if protocol is None and getattr(args, "ensemble", None):
-        raise ClipauditError("--ensemble chooses the attacks of a --protocol run; add --protocol autoattack")
     return cfg.validate()
 
 
@@ -104,6 +110,9 @@ def _cmd(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)  # bad flags fail before the model loads
     model = model_from_args(args)
     cfg.validate(model.image_size)
+    if cfg.bpda:
+        with model.bpda():  # refuses a model without an input stage before any run folder exists
+            pass
     rank, world = init_distributed_from_env(model.device)
     if rank != 0:  # torchrun: the attack is not sharded; rank 0 runs it alone and writes the folder
         print(f"rank {rank}/{world}: the adversarial audit runs on rank 0 only; nothing to do here", file=sys.stderr)
@@ -181,12 +190,16 @@ def _print_protocol(cfg, result, model_name: str) -> None:
     if cfg.protocol == "robust-clip":
         t = result.tables["adversarial_robust_clip"]
         cols = [c for c in t.columns if c != "model" and not c.endswith(" ci")]
-        print("zero-shot accuracy (%), as in the TeCoA/FARE tables:")
-        print("  " + " | ".join(["model".ljust(12)] + [c.rjust(12) for c in cols]))
+        print("zero-shot accuracy (%), as in the TeCoA/FARE tables (95% Wilson intervals):")
+        print("  " + " | ".join(["model".ljust(12)] + [c.rjust(22) for c in cols]))
         for r in t.to_dict("records"):
-            print("  " + " | ".join([str(r["model"]).ljust(12)] + [f"{r[c]:12.1f}" for c in cols]))
+            cells = [f"{r[c]:.1f} {r.get(c + ' ci', '')}".strip().rjust(22) for c in cols]
+            print("  " + " | ".join([str(r["model"]).ljust(12)] + cells))
     print(f"clean accuracy {s['clean_accuracy']:.3f}   worst-case robust accuracy at {eps_name(s['eps'])} "
           f"{s['robust_accuracy']:.3f} [{s['robust_accuracy_ci'][0]:.3f}, {s['robust_accuracy_ci'][1]:.3f}]")
+    for r in result.tables["adversarial_sanity"].itertuples():
+        if not r.passed:
+            print(f"  sanity check FAILED {r.check}: {r.detail}")
     mask = result.tables["adversarial_masking"]
     if s["masking_suspected"]:
         print("GRADIENT MASKING SUSPECTED: the robust accuracy above is not trustworthy")
@@ -243,8 +256,9 @@ def register(sub) -> None:
                         "(and --eps-sweep); robust-clip: the same at linf 2/255 and 4/255 with fixed templates, "
                         "500 images, printed like the TeCoA/FARE tables")
     g.add_argument("--ensemble", default=None, help="attacks of the protocol, in order (default apgd-ce,apgd-t,square)")
-    g.add_argument("--n-targets", type=int, default=9, help="APGD-T target classes per image (default 9)")
-    g.add_argument("--queries", type=int, default=5000, help="Square's query budget per image (default 5000)")
+    g.add_argument("--n-targets", type=int, default=None, help="APGD-T target classes per image (default 9; "
+                                                              "at most the classes - 1)")
+    g.add_argument("--queries", type=int, default=None, help="Square's query budget per image (default 5000)")
     g.add_argument("--individual", action="store_true",
                    help="also run every attack on every image (each attack's own robust accuracy)")
     g.add_argument("--bpda", action="store_true",

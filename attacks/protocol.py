@@ -262,7 +262,8 @@ def protocol_audit(model, source, config, run=None, progress: Callable | None = 
     flagged = masking.loc[masking["flagged"].astype(bool), "check"].tolist()
     summary = {
         "attack": "ensemble", "protocol": config.protocol, "ensemble": list(settings.attacks), "norm": config.norm,
-        "eps": main_eps, "steps": int(settings.steps), "n_targets": int(settings.n_targets),
+        "eps": main_eps, "steps": int(settings.steps),
+        "n_targets": min(int(settings.n_targets), max(len(setup.classes) - 1, 1)),
         "queries": int(settings.queries), "bpda": bool(config.bpda), "eot": int(settings.eot),
         "restarts": 1, "random_start": True, "mode": "classifier", "target": None, "target_added": False,
         "n_images": int(len(main)), "n_skipped": len(source.skipped), "n_classes": len(setup.classes),
@@ -297,9 +298,9 @@ def robust_clip_table(model_name: str, curve: pd.DataFrame) -> pd.DataFrame:
     """One row shaped like the TeCoA/FARE tables: clean and robust zero-shot accuracy (%) per budget."""
     row: dict = {"model": model_name}
     if len(curve):
-        row["clean"] = 100 * float(curve["clean_accuracy"].iloc[0])
+        row["clean"] = round(100 * float(curve["clean_accuracy"].iloc[0]), 2)
     for r in curve.sort_values("eps").itertuples():
-        row[f"linf {eps_name(float(r.eps))}"] = 100 * float(r.robust_accuracy)
+        row[f"linf {eps_name(float(r.eps))}"] = round(100 * float(r.robust_accuracy), 2)
         row[f"linf {eps_name(float(r.eps))} ci"] = f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]"
     return pd.DataFrame([row])
 

@@ -228,7 +228,7 @@ def _cmd_toy_fare(args: argparse.Namespace) -> int:
           f"{cfg.pgd_steps} at linf {cfg.eps * 255:.3g}/255, seed {cfg.seed} -> {out}")
 
     def report(row: dict) -> None:
-        print(f"step {row['step']:>6d}/{cfg.steps}  adversarial loss {row['loss']:.2f}  clean drift "
+        print(f"step {row['step'] + 1:>6d}/{cfg.steps}  adversarial loss {row['loss']:.2f}  clean drift after it "
               f"{row['clean_loss']:.2f}  lr {row['lr']:.2e}  eta {row['eta_s'] / 60:.1f} min", flush=True)
 
     fine_tune(cfg, out, name=name, progress=report)

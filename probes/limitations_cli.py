@@ -153,8 +153,9 @@ def _print_summary(s: dict) -> None:
         print(f"effective robustness (zero-shot, mean over shifts): {f('mean_effective_robustness')}; "
               f"linear probe: {f('probe_mean_effective_robustness')}")
     print(f"linear probe {f('probe_accuracy', 'probe_ci')} vs zero-shot {f('zero_shot_test_accuracy', 'zero_shot_test_ci')}"
-          f" on the base test split; zero-shot is worth {f('zero_shot_worth_shots')} shots "
-          f"({s.get('zero_shot_worth_note', '')})")
+          f" on the base test split; " + (f"zero-shot is worth {f('zero_shot_worth_shots')} shots per class "
+                                          if s.get("zero_shot_worth_shots") is not None else "zero-shot is worth ")
+          + f"({s.get('zero_shot_worth_note', '')})")
     if "prompt_gain_photo" in s:
         print(f"prompt gains over the bare name: photo {f('prompt_gain_photo', 'prompt_gain_photo_ci')}, "
               f"ensemble {f('prompt_gain_ensemble', 'prompt_gain_ensemble_ci')}")
