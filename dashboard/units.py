@@ -318,6 +318,12 @@ def _head_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Unit
         unit.label = unit.labels[0][0] if unit.labels else ""
     else:
         unit.missing.append("TextSpan texts: none recorded for this head")
+    maps = store.table(view, "heads_token_maps")
+    if maps is not None and {"layer", "head"} <= set(maps.columns) and \
+            not maps[(maps["layer"] == layer) & (maps["head"] == head)].empty:
+        unit.images["spatial map (token contributions to the reading effect)"] = f"images/head_map_{layer}_{head}.png"
+    else:
+        unit.missing.append("spatial map: saved for the top reading heads only (--maps)")
     unit.missing.append("top examples, feature visualisation: the heads audit records none per head")
     top = (view.summary.get("heads") or {}).get("top_reading_heads") or []
     if f"{layer}.{head}" in [str(t) for t in top[:5]]:

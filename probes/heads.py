@@ -283,6 +283,48 @@ def reading_attribution(model, head: ZeroShotHead, ts: TypoSet, batch_size: int 
                          for l in range(effect.shape[0]) for h in range(effect.shape[1])])
 
 
+def token_maps(model, head: ZeroShotHead, ts: TypoSet, heads: Sequence[Head], n_images: int = 4
+               ) -> tuple[pd.DataFrame, dict[Head, list]]:
+    """Spatial maps: each chosen head's direct contribution to the reading effect, split by the
+    image token it reads from (Gandelsman et al. 2024, section 4's spatial decomposition).
+
+    For the first ``n_images`` scored attacked images, the head's per-token contribution (ViT:
+    patches row by row, CLS left out; ResNet: ``layer4`` positions) projected on
+    ``w_target - w_true`` (the written word's logit minus the true class's).
+
+    Returns:
+        (table: layer, head, image, row, col, contribution; (layer, head) -> one overlay image per
+        attacked image, the positive part of the map upscaled onto it).
+    """
+    from clipaudit.probes.attribution import overlay
+
+    idx = np.where(ts.scored)[0][:n_images]
+    if len(idx) == 0:
+        return pd.DataFrame(columns=["layer", "head", "image", "row", "col", "contribution"]), {}
+    pixels = ts.attacked[idx]
+    d = decompose(model, pixels.to(model.device), tokens=True)
+    rows, cols = d.grid
+    toks = d.tokens  # (B, L, H, T, D)
+    if d.arch == "vit":
+        toks = toks[:, :, :, 1:]  # the patches (CLS carries no place)
+    logits = project(toks, d, head.weights, model.logit_scale)  # (B, L, H, T, C)
+    true = torch.as_tensor(ts.true_idx[idx], device=logits.device)
+    effect = logits[..., ts.target_idx] - logits.gather(-1, true.view(-1, 1, 1, 1, 1).expand(
+        *logits.shape[:-1], 1)).squeeze(-1)  # (B, L, H, T)
+    table, images = [], {}
+    s = pixels.shape[-1]
+    for (l, h) in heads:
+        maps = effect[:, int(l), int(h)].reshape(len(idx), rows, cols).float().cpu()
+        for b in range(len(idx)):
+            for r in range(rows):
+                for c in range(cols):
+                    table.append({"layer": int(l), "head": int(h), "image": int(idx[b]), "row": r, "col": c,
+                                  "contribution": float(maps[b, r, c])})
+        heat = torch.nn.functional.interpolate(maps.clamp_min(0).unsqueeze(1), size=(s, s), mode="nearest")
+        images[(int(l), int(h))] = overlay(pixels.cpu(), heat, percentile=100.0)
+    return pd.DataFrame(table), images
+
+
 def _eval_row(ev: Evaluation, base: Evaluation) -> dict:
     drop = np.nanmean(base.reading_effect - ev.reading_effect)
     return {"clean_accuracy": ev.clean_accuracy.rate, "clean_ci_low": ev.clean_accuracy.lo,

@@ -58,7 +58,11 @@ CONTRACT = AuditContract(
                   "the greedy defence's steps on the selection images (only with --defend)", key=("step",)),
         TableSpec("heads_random_sets", _c("heads:str attacked_accuracy:float attack_success_rate:float"),
                   "random head sets of the defence's size, on the report images (only with --defend)", key=("heads",)),
+        TableSpec("heads_token_maps", _c("layer:int head:int image:int row:int col:int contribution:float"),
+                  "spatial maps of the top reading heads (--maps): direct contribution to logit(target) - "
+                  "logit(true) per image token (row, col of the patch / position grid) on the first attacked images"),
     ),
+    images=("head_map_<layer>_<head>",),
     summary=(
         SummaryKey("decomposition_max_rel_error", "float", "largest relative error of the summed parts vs "
                    "encode_images over all images", True),
@@ -103,6 +107,7 @@ class HeadsConfig:
         select_fraction: share of images the defence selects on; the rest report its figures.
         random_sets: random head sets for the permutation test.
         textspan_texts, textspan_rank: TextSpan picks per head and principal rank (0: full).
+        maps: top reading heads whose spatial maps (token contributions) are saved (0: none).
         batch_size: images per forward.
         seed: rendering and random head sets.
     """
@@ -120,6 +125,7 @@ class HeadsConfig:
     random_sets: int = 30
     textspan_texts: int = 5
     textspan_rank: int = 0
+    maps: int = 4
     batch_size: int = 64
     seed: int = 0
 
@@ -136,6 +142,8 @@ class HeadsConfig:
             raise ClipauditError("--target is empty; pass a class name such as pizza")
         if self.batch_size < 1:
             raise ClipauditError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.maps < 0:
+            raise ClipauditError(f"--maps must be >= 0 heads, got {self.maps}")
         check_style(self.text_style())
         return self
 
@@ -183,6 +191,14 @@ def run(model, source: ImageSource, config: HeadsConfig, sink) -> Result:
     rho = spearman(merged["direct_effect"], merged["reading_effect_drop"])
     sink.table("heads_textspan", _textspan(model, ts, config, classes))
     top = scores.sort_values("typographic_score", ascending=False)
+    from clipaudit.probes.attribution import strip
+    from clipaudit.probes.heads import token_maps
+
+    chosen = [(int(r.layer), int(r.head)) for r in top.head(config.maps).itertuples()]
+    maps, overlays = token_maps(model, head, ts, chosen)
+    sink.table("heads_token_maps", maps)
+    for (l, h), ims in overlays.items():
+        sink.image(f"head_map_{l}_{h}", strip(ims))
     sink.summary(decomposition_max_rel_error=float(err), n_images=int(len(pixels)), n_layers=int(layers),
                  n_heads=int(per_layer), target=config.target, faithfulness_spearman=float(rho),
                  ablation_mode=config.mode,

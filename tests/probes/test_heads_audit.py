@@ -73,3 +73,23 @@ def test_dashboard_heads_page_shows_the_grid_and_links_each_head(tiny_run):
     for layer in range(4):
         for head in range(4):
             assert f"/unit/head/{run.path.name}/{layer}/{head}" in page
+
+
+def test_spatial_maps_are_saved_for_the_top_reading_heads_and_shown_on_their_pages(tiny_run):
+    from clipaudit.dashboard.data import RunStore
+    from clipaudit.dashboard.units import get_unit, unit_url
+
+    result, run = tiny_run
+    maps = result.tables["heads_token_maps"]
+    top = result.tables["heads_scores"].sort_values("typographic_score", ascending=False).head(4)
+    chosen = {(int(r.layer), int(r.head)) for r in top.itertuples()}
+    assert set(zip(maps["layer"], maps["head"])) == chosen
+    assert maps.groupby(["layer", "head", "image"]).size().eq(64).all()  # an 8 x 8 patch grid per image
+    store = RunStore(run.path.parent)
+    l, h = sorted(chosen)[0]
+    unit = get_unit(store, unit_url("head", run.path.name, (str(l), str(h))))
+    rel = next(v for k, v in unit.images.items() if k.startswith("spatial map"))
+    assert (run.path / rel).is_file()
+    other = next((a, b) for a in range(4) for b in range(4) if (a, b) not in chosen)
+    assert not any(k.startswith("spatial map") for k in
+                   get_unit(store, unit_url("head", run.path.name, (str(other[0]), str(other[1])))).images)

@@ -4,6 +4,7 @@ Goals from the issue that the toy does not reach are strict xfails carrying the 
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,3 +113,44 @@ def test_textspan_labels_the_reading_head_with_words_and_some_head_with_colours(
     assert any(is_word_text(t) for t in top["text"])
     first = [text_span(outs[:, l, h], texts, concepts, 1)["text"].iloc[0] for l, h in all_heads(toy_vit)]
     assert any(is_colour_text(t) for t in first)
+
+
+def test_spatial_map_of_the_reading_head_lies_on_the_written_word(toy_vit, world):
+    """Issue 17 item 7: the spatial map (token contributions toward the written word's logit minus
+    the true class's). For the head that reads most (highest typographic score), the positive
+    contribution is concentrated on the patches where the renderer drew the word (the planted
+    location) far beyond their share of the image; a late head that does not read is the control."""
+    from clipaudit.probes.heads import reading_scores, token_maps
+
+    head, _, report, _ = world
+    scores = reading_scores(toy_vit, report).sort_values("typographic_score", ascending=False)
+    reader = (int(scores.iloc[0]["layer"]), int(scores.iloc[0]["head"]))
+    control = (int(scores.iloc[-1]["layer"]), int(scores.iloc[-1]["head"]))  # reads least
+    table_all, images = token_maps(toy_vit, head, report, [reader, control], n_images=16)
+    assert len(images[reader]) == 16 and images[reader][0].size == (64, 64)
+    idx = np.where(report.scored)[0][:16]
+    word = report.word_tokens[idx].reshape(len(idx), 8, 8).numpy()
+
+    def word_share(h):
+        t = table_all[(table_all["layer"] == h[0]) & (table_all["head"] == h[1])]
+        pos = t["contribution"].clip(lower=0).to_numpy()
+        k = np.searchsorted(idx, t["image"].to_numpy())
+        on = pos[word[k, t["row"].to_numpy(), t["col"].to_numpy()]].sum()
+        return float(on / max(pos.sum(), 1e-12))
+
+    share_pixels = float(word.mean())
+    share, share_control = word_share(reader), word_share(control)
+    print(f"word share of positive contribution: reader {reader} {share:.3f}, control {control} "
+          f"{share_control:.3f}, word tokens {share_pixels:.3f}")
+    assert share > 2 * share_pixels and share > 0.5 and share > share_control, (share, share_control, share_pixels)
+    table = table_all[(table_all["layer"] == reader[0]) & (table_all["head"] == reader[1])]
+    # the map sums to the head's whole direct contribution (tokens are an exact split)
+    from clipaudit.probes.decompose import decompose, project
+
+    d = decompose(toy_vit, report.attacked[idx[:1]], tokens=True)
+    whole = project(d.heads, d, head.weights, toy_vit.logit_scale)[0, reader[0], reader[1]]
+    true = int(report.true_idx[idx[0]])
+    per_image = table[table["image"] == int(idx[0])]["contribution"].sum()
+    cls_part = project(d.tokens[:, :, :, :1], d, head.weights, toy_vit.logit_scale)[0, reader[0], reader[1], 0]
+    want = (whole[report.target_idx] - whole[true]) - (cls_part[report.target_idx] - cls_part[true])
+    assert per_image == pytest.approx(float(want), rel=1e-4, abs=1e-6)
