@@ -8,7 +8,8 @@ from clipaudit.errors import ClipauditError
 
 EXAMPLE = ("clipaudit adversarial --model toy --attack pgd --eps 8/255 --steps 10 --target pizza "
            "--eps-sweep 0,1/255,2/255,4/255,8/255\n"
-           "  clipaudit adversarial --model toy-fare --protocol robust-clip --n-images 200")
+           "  clipaudit adversarial --model toy-fare --protocol robust-clip --n-images 200 --steps 20 --n-targets 5 "
+           "--queries 1000")
 
 
 def _eps_list(text: str | None) -> tuple[float, ...]:
@@ -223,7 +224,8 @@ def register(sub) -> None:
     p.add_argument("--eps", default=None, help="budget in pixel units: 4/255 (the default) or 0.0157")
     p.add_argument("--norm", default=None, choices=["linf", "l2"], help="perturbation norm (default linf)")
     p.add_argument("--steps", type=int, default=None,
-                   help="gradient steps per restart (default 10; FGSM takes exactly 1)")
+                   help="gradient steps per restart (default 10; FGSM takes exactly 1; 100 per APGD run with "
+                        "--protocol)")
     p.add_argument("--restarts", type=int, default=None, help="random restarts (PGD, APGD; default 1)")
     p.add_argument("--step-size", default=None,
                    help="PGD step (default 2.5*eps/steps; at most eps) or APGD first step (default 2*eps; "
