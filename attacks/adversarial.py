@@ -126,10 +126,12 @@ class Objective:
         target: class index to reach, or None.
         mode: ``classifier`` or ``embedding``.
         anchor: L2-normalised embedding(s) for ``embedding`` mode (see above).
+        eot: gradient samples averaged per attack step (Expectation over Transformation, for
+            models whose forward pass is random); 1 = one plain gradient.
     """
 
     def __init__(self, head, labels: torch.Tensor, target: int | None = None, mode: str = "classifier",
-                 anchor: torch.Tensor | None = None) -> None:
+                 anchor: torch.Tensor | None = None, eot: int = 1) -> None:
         if mode not in MODES:
             raise ClipauditError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         if mode == "embedding" and anchor is None:
@@ -139,6 +141,7 @@ class Objective:
         self.target = target
         self.mode = mode
         self.anchor = None if anchor is None else F.normalize(anchor.float(), dim=-1)
+        self.eot = max(1, int(eot))
 
     def __call__(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss (b,), logits (b, C)) for the images ``idx`` of the batch (all when None)."""
@@ -277,7 +280,7 @@ def _grad(objective: Objective, x: torch.Tensor, idx: torch.Tensor | None):
     With ``objective.eot`` = n > 1 the gradient is the mean over n forward+backward passes
     (Expectation over Transformation, Athalye et al. 2018), for models whose forward pass is
     random; loss and logits are those of the last pass."""
-    draws = max(1, int(getattr(objective, "eot", 1)))
+    draws = objective.eot
     total = None
     for _ in range(draws):
         xr = x.detach().requires_grad_(True)

@@ -234,12 +234,9 @@ def _labels_for(meta: pd.DataFrame, classes: list[str]) -> list[str]:
 def _objective(setup: _Setup, config: AdversarialConfig, labels: torch.Tensor,
                clean_emb: torch.Tensor) -> Objective:
     if config.mode == "classifier":
-        obj = Objective(setup.head, labels, setup.target_index, "classifier")
-    else:
-        anchor = setup.target_embedding if setup.target_index is not None else clean_emb
-        obj = Objective(setup.head, labels, setup.target_index, "embedding", anchor)
-    obj.eot = int(config.eot)
-    return obj
+        return Objective(setup.head, labels, setup.target_index, "classifier", eot=config.eot)
+    anchor = setup.target_embedding if setup.target_index is not None else clean_emb
+    return Objective(setup.head, labels, setup.target_index, "embedding", anchor, eot=config.eot)
 
 
 def _run_attack(setup: _Setup, config: AdversarialConfig, x: torch.Tensor, labels: torch.Tensor,

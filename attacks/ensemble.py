@@ -71,8 +71,8 @@ class TargetedDLRObjective(Objective):
     """APGD-T's objective: the targeted DLR loss toward per-image ``targets`` (B,), success
     untargeted (prediction != label)."""
 
-    def __init__(self, head, labels: torch.Tensor, targets: torch.Tensor) -> None:
-        super().__init__(head, labels, None, "classifier")
+    def __init__(self, head, labels: torch.Tensor, targets: torch.Tensor, eot: int = 1) -> None:
+        super().__init__(head, labels, None, "classifier", eot=eot)
         self.targets = targets.long()
 
     def __call__(self, x: torch.Tensor, idx: torch.Tensor | None = None):
@@ -229,10 +229,8 @@ def _run_one(name: str, head, x: torch.Tensor, labels: torch.Tensor, eps: float,
     """Run one ensemble member on ``x``: (adv, success (b,), cost)."""
     n_classes = clean_logits.shape[-1]
     if name == "apgd-ce":
-        obj = Objective(head, labels)
-        obj.eot = int(settings.eot)
-        out = attack(obj, x, "apgd", eps=eps, norm=norm, steps=int(settings.steps), seed=seed,
-                     n_classes=n_classes)
+        out = attack(Objective(head, labels, eot=settings.eot), x, "apgd", eps=eps, norm=norm,
+                     steps=int(settings.steps), seed=seed, n_classes=n_classes)
         return out.adv, out.success, out.gradient_steps
     if name == "apgd-t":
         k = min(int(settings.n_targets), n_classes - 1)
@@ -243,8 +241,7 @@ def _run_one(name: str, head, x: torch.Tensor, labels: torch.Tensor, eps: float,
         for r in range(k):
             if bool(best.success.all()):
                 break
-            obj = TargetedDLRObjective(head, labels, targets[:, r])
-            obj.eot = int(settings.eot)
+            obj = TargetedDLRObjective(head, labels, targets[:, r], eot=settings.eot)
             best.loss.fill_(-math.inf)  # each target has its own loss scale; a success is kept anyway
             start = random_in_ball(x, eps, norm, gen)
             cost += _apgd_run(obj, x.detach().float(), best, eps, norm, int(settings.steps), start, True)

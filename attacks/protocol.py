@@ -141,7 +141,7 @@ def masking_checks(setup, config, images: pd.DataFrame, eps: float, x: torch.Ten
     Returns a table: check, flagged, detail.
     """
     head = setup.head
-    dev = next(iter(head.buffers())).device
+    dev = head.weights.device
     x, labels = x.to(dev), labels.to(dev)
     with torch.no_grad():
         ok = head(x).argmax(-1) == labels
@@ -175,10 +175,8 @@ def masking_checks(setup, config, images: pd.DataFrame, eps: float, x: torch.Ten
 
     big = 0.5 if config.norm == "linf" else max_eps(config.norm, x.shape[-1]) / 2
     if n:
-        obj = Objective(head, labels)
-        obj.eot = int(settings.eot)
-        res = attack(obj, x, "apgd", eps=big, norm=config.norm, steps=min(int(settings.steps), 20), seed=config.seed + 5,
-                     n_classes=len(setup.classes))
+        res = attack(Objective(head, labels, eot=settings.eot), x, "apgd", eps=big, norm=config.norm,
+                     steps=min(int(settings.steps), 20), seed=config.seed + 5, n_classes=len(setup.classes))
         k = int(res.success.sum())
     else:
         k = 0

@@ -731,7 +731,6 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
         model = _load_local_checkpoint(Path(name).expanduser(), device, precision)
     else:
         from clipaudit.toy import TOY_ALIASES, shipped_weights
-        from clipaudit.toy.configs import TOY_VARIANTS
 
         name = TOY_ALIASES.get(name, name)
         if name in TOY_VARIANTS:
@@ -750,9 +749,8 @@ def load_model(name: str = "toy", pretrained: str | None = None, device: str = "
                                 pretrained_tag, shipped=shipped)
     model.text_cache = text_cache
     if model.name in toy_architectures() or model.name in TOY_VARIANTS:  # the toy knows the class vocabulary of its world
-        from clipaudit.toy.world import OBJECT_CLASSES, object_pictures
-
         from clipaudit.toy.styles import object_drawings
+        from clipaudit.toy.world import OBJECT_CLASSES, object_pictures
 
         model.classnames = tuple(OBJECT_CLASSES)
         model.pictures = object_pictures

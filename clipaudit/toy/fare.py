@@ -20,8 +20,6 @@ where the loss does not push; AdamW with a cosine schedule sized for 2 CPU cores
 from __future__ import annotations
 
 import copy
-import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,13 +96,6 @@ def inner_attack(visual: torch.nn.Module, normalize: Callable[[torch.Tensor], to
     return (pixels + delta).detach()
 
 
-def _lr_at(step: int, total: int, base: float, warmup_frac: float) -> float:
-    warm = max(1, int(total * warmup_frac))
-    if step < warm:
-        return base * (step + 1) / warm
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
 def fine_tune(config: FareConfig, out: Path | None = None, name: str = "toy-fare",
               progress: Callable[[dict], None] | None = None) -> torch.nn.Module:
     """Run FARE on ``config.base``; returns the tuned open_clip module (eval mode).
@@ -117,7 +108,7 @@ def fine_tune(config: FareConfig, out: Path | None = None, name: str = "toy-fare
     """
     from clipaudit.model import load_model
     from clipaudit.toy import load_facts
-    from clipaudit.toy.train import RECIPES
+    from clipaudit.toy.train import RECIPES, _lr_at
 
     config.check()
     if config.threads:
@@ -170,28 +161,12 @@ def fine_tune(config: FareConfig, out: Path | None = None, name: str = "toy-fare
 
 def save_fare(model: torch.nn.Module, name: str, out: Path, config: FareConfig, log: list[dict],
               base_facts: dict) -> Path:
-    """Write the tuned weights (fp16 safetensors), facts and log atomically into ``out``."""
-    from safetensors.torch import save_file
+    """Write the tuned weights (fp16 safetensors), facts and log atomically into ``out``
+    (:func:`clipaudit.toy.train.write_toy`)."""
+    from clipaudit.toy.train import write_toy
 
-    from clipaudit.runs import atomic_write_text
-
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    tmp = out / f".{name}.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"name": name, "seed": str(config.seed), "method": "FARE"})
-    tmp.chmod(0o644)
-    tmp.replace(out / f"{name}.safetensors")
     facts = {k: v for k, v in base_facts.items() if k != "training"}
     facts["training"] = {"method": "FARE (Schlarmann et al. 2024)", "base": config.base,
                          "base_training": base_facts.get("training"), **asdict(config),
                          "final_loss": log[-1]["loss"] if log else None}
-    atomic_write_text(out / f"{name}.facts.json", json.dumps(facts, indent=2))
-    atomic_write_text(out / f"{name}.trainlog.json", json.dumps(log, indent=1))
-    return out / f"{name}.safetensors"
-
-
-if __name__ == "__main__":  # python -m clipaudit.toy.fare OUT [STEPS]
-    import sys
-
-    cfg = FareConfig(steps=int(sys.argv[2]) if len(sys.argv) > 2 else FareConfig.steps, threads=2)
-    fine_tune(cfg, Path(sys.argv[1]), progress=lambda r: print(json.dumps(r), flush=True))
+    return write_toy(model, name, out, {"name": name, "seed": str(config.seed), "method": "FARE"}, facts, log)

@@ -201,6 +201,17 @@ def train(config: TrainConfig, out: Path | None = None, world_config: WorldConfi
 def save_toy(model: torch.nn.Module, name: str, out: Path, world_config: WorldConfig,
              config: TrainConfig, log: list[dict]) -> Path:
     """Write ``<name>.safetensors`` (fp16), ``<name>.facts.json`` and the training log."""
+    facts = world_config.facts()
+    facts["training"] = {**asdict(config), "batch_size": config.batch, "steps": config.n_steps,
+                         "cycles": [list(c) for c in config.cycles], "model": name,
+                         "final_loss": log[-1]["loss"] if log else None}
+    return write_toy(model, name, out, {"name": name, "seed": str(config.seed)}, facts, log)
+
+
+def write_toy(model: torch.nn.Module, name: str, out: Path, metadata: dict[str, str], facts: dict,
+              log: list[dict]) -> Path:
+    """Write a toy variant's weights (fp16 safetensors, atomically, mode 644), its facts and its
+    training log into ``out``; returns the weights' path."""
     from safetensors.torch import save_file
 
     from clipaudit.runs import atomic_write_text
@@ -208,13 +219,9 @@ def save_toy(model: torch.nn.Module, name: str, out: Path, world_config: WorldCo
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     tmp = out / f".{name}.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"name": name, "seed": str(config.seed)})
+    save_file(state, str(tmp), metadata=metadata)
     tmp.chmod(0o644)
     tmp.replace(out / f"{name}.safetensors")
-    facts = world_config.facts()
-    facts["training"] = {**asdict(config), "batch_size": config.batch, "steps": config.n_steps,
-                         "cycles": [list(c) for c in config.cycles], "model": name,
-                         "final_loss": log[-1]["loss"] if log else None}
     atomic_write_text(out / f"{name}.facts.json", json.dumps(facts, indent=2))
     atomic_write_text(out / f"{name}.trainlog.json", json.dumps(log, indent=1))
     return out / f"{name}.safetensors"
