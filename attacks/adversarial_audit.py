@@ -144,17 +144,13 @@ class AdversarialConfig:
 
     def _check_protocol(self) -> None:
         from clipaudit.attacks.ensemble import EnsembleSettings
-        from clipaudit.attacks.protocol import PROTOCOLS, ROBUST_CLIP_EPS
+        from clipaudit.attacks.protocol import ROBUST_CLIP_EPS, check_protocol_name
 
         if int(self.eot) < 1:
             raise ClipauditError(f"--eot must be >= 1 (gradient samples per step), got {self.eot}")
         if self.protocol is None:
             return
-        if self.protocol not in PROTOCOLS:
-            from clipaudit.errors import suggest
-
-            raise ClipauditError(f"unknown --protocol {self.protocol!r}{suggest(str(self.protocol), list(PROTOCOLS))}; "
-                                 f"valid: {', '.join(PROTOCOLS)}")
+        check_protocol_name(self.protocol)
         EnsembleSettings(self.ensemble, int(self.steps), int(self.n_targets), int(self.queries),
                          self.individual, int(self.eot)).check()
         if self.target is not None or self.mode != "classifier":
@@ -231,6 +227,31 @@ def _labels_for(meta: pd.DataFrame, classes: list[str]) -> list[str]:
     return [str(l) if str(l) in known else "" for l in meta["label"]]
 
 
+def reference_labels(true: list[str], clean_pred: torch.Tensor, classes: list[str]) -> torch.Tensor:
+    """(B,) the class each image should keep: its true class when known (``true`` from
+    :func:`_labels_for`), else its clean prediction."""
+    return torch.tensor([classes.index(t) if t else int(p) for t, p in zip(true, clean_pred.tolist())],
+                        device=clean_pred.device)
+
+
+def image_row(img_id: str, true: str, label: int, pred_clean: int, pred_adv: int, classes: list[str], eps: float,
+              linf: float, l2: float, norm: str, target: int | None = None) -> dict:
+    """One image's row of ``adversarial_images`` (see the module docstring for the definitions):
+    untargeted, an image wrong before the attack is excluded; targeted, one whose label is the target."""
+    known = bool(true)
+    if target is not None:
+        excluded = label == target
+        success = (pred_adv == target) if not excluded else None
+    else:
+        excluded = pred_clean != label
+        success = (pred_adv != label) if not excluded else None
+    return {"id": img_id, "true_class": true, "pred_clean": classes[pred_clean], "pred_adv": classes[pred_adv],
+            "correct_clean": (pred_clean == label) if known else None,
+            "correct_adv": (pred_adv == label) if known else None,
+            "success": success, "excluded": excluded, "norm": linf if norm == "linf" else l2, "eps": eps,
+            "linf": linf, "l2": l2, "label_source": "true" if known else "clean_pred"}
+
+
 def _objective(setup: _Setup, config: AdversarialConfig, labels: torch.Tensor,
                clean_emb: torch.Tensor) -> Objective:
     if config.mode == "classifier":
@@ -281,8 +302,7 @@ def _attack_source(model: AuditModel, source: ImageSource, setup: _Setup, config
             clean_emb = model.encode_images(x, normalize=True)
             clean_logits = setup.head.logits_from_embeddings(clean_emb)
         clean_pred = clean_logits.argmax(-1)
-        ref = torch.tensor([classes.index(t) if t else int(p) for t, p in zip(true, clean_pred.tolist())],
-                           device=x.device)
+        ref = reference_labels(true, clean_pred, classes)
         res = _run_attack(setup, config, x, ref, clean_emb, eps, seed + 7919 * b_i)
         out.gradient_steps += res.gradient_steps
         adv = res.adv
@@ -303,20 +323,11 @@ def _attack_source(model: AuditModel, source: ImageSource, setup: _Setup, config
         for i, img_id in enumerate(batch.ids):
             known = bool(true[i])
             label = int(ref[i])
-            pc, pa = int(clean_pred[i]), int(adv_pred[i])
-            if t_idx is not None:
-                excluded = label == t_idx
-                success = (pa == t_idx) if not excluded else None
-            else:
-                excluded = pc != label
-                success = (pa != label) if not excluded else None
-            row = {"id": img_id, "true_class": true[i], "pred_clean": classes[pc], "pred_adv": classes[pa],
-                   "correct_clean": (pc == label) if known else None,
-                   "correct_adv": (pa == label) if known else None,
-                   "success": success, "excluded": excluded, "norm": float(norm[i]), "eps": eps,
-                   "linf": float(linf[i]), "l2": float(l2[i]), "label_source": "true" if known else "clean_pred",
-                   "p_label_clean": float(p_clean[i, label]), "p_label_adv": float(p_adv[i, label]),
-                   "p_pred_adv": float(p_adv[i, pa])}
+            pa = int(adv_pred[i])
+            row = image_row(img_id, true[i], label, int(clean_pred[i]), pa, classes, eps, float(linf[i]),
+                            float(l2[i]), config.norm, t_idx)
+            row.update(p_label_clean=float(p_clean[i, label]), p_label_adv=float(p_adv[i, label]),
+                       p_pred_adv=float(p_adv[i, pa]))
             if t_idx is not None:
                 row["p_target_clean"] = float(p_clean[i, t_idx])
                 row["p_target_adv"] = float(p_adv[i, t_idx])

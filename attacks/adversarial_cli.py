@@ -29,15 +29,13 @@ def config_from_args(args: argparse.Namespace):
     """
     from clipaudit.attacks.adversarial import parse_eps
     from clipaudit.attacks.adversarial_audit import AdversarialConfig
-    from clipaudit.attacks.protocol import PROTOCOLS, ROBUST_CLIP_EPS, ROBUST_CLIP_N
+    from clipaudit.attacks.ensemble import ENSEMBLE
+    from clipaudit.cli import parse_list
+    from clipaudit.attacks.protocol import ROBUST_CLIP_EPS, ROBUST_CLIP_N, check_protocol_name
 
     protocol = getattr(args, "protocol", None)
     if protocol is not None:
-        if protocol not in PROTOCOLS:
-            from clipaudit.errors import suggest
-
-            raise ClipauditError(f"unknown --protocol {protocol!r}{suggest(protocol, list(PROTOCOLS))}; "
-                                 f"valid: {', '.join(PROTOCOLS)}")
+        check_protocol_name(protocol)  # before the flag clashes, which depend on it
         clash = [flag for flag, given in (("--attack", args.attack is not None), ("--restarts", args.restarts is not None),
                                           ("--step-size", args.step_size is not None),
                                           ("--no-random-start", args.no_random_start),
@@ -66,15 +64,13 @@ def config_from_args(args: argparse.Namespace):
                                 ("--queries", queries), ("--individual", getattr(args, "individual", False))) if v]
         if given:
             raise ClipauditError(f"{', '.join(given)} set(s) the attacks of a --protocol run; add --protocol autoattack")
-    if queries is not None and queries < 1:
-        raise ClipauditError(f"--queries must be >= 1 (Square's forward passes per image), got {queries}")
     cfg = AdversarialConfig(target=args.target, attack="ensemble" if protocol else (args.attack or "pgd"), eps=parse_eps(args.eps or "4/255"),
                             norm=args.norm or "linf", steps=args.steps, restarts=args.restarts if args.restarts is not None else 1, step_size=step,
                             random_start=not args.no_random_start, mode=args.mode,
                             eps_sweep=_eps_list(args.eps_sweep), classes=args.classes, templates=args.templates,
                             batch_size=args.batch_size, early_stop=not args.no_early_stop, sanity_n=args.sanity_n,
                             examples=args.examples, seed=args.seed, protocol=protocol,
-                            ensemble=tuple(_attack_list(getattr(args, "ensemble", None))),
+                            ensemble=tuple(parse_list(args.ensemble) if getattr(args, "ensemble", None) else ENSEMBLE),
                             n_targets=n_targets if n_targets is not None else 9,
                             queries=queries if queries is not None else 5000,
                             individual=bool(getattr(args, "individual", False)), bpda=bool(getattr(args, "bpda", False)),
@@ -82,17 +78,6 @@ def config_from_args(args: argparse.Namespace):
     if args.n < 1:
         raise ClipauditError(f"--n-images must be >= 1, got {args.n}")
     return cfg.validate()
-
-
-def _attack_list(text: str | None) -> list[str]:
-    from clipaudit.attacks.ensemble import ENSEMBLE
-    from clipaudit.cli import parse_list
-
-    names = parse_list(text) if text else list(ENSEMBLE)
-    bad = [n for n in names if n not in ENSEMBLE]
-    if bad:
-        raise ClipauditError(f"unknown --ensemble attack {bad[0]!r}; valid: {', '.join(ENSEMBLE)}")
-    return names
 
 
 def _fmt_eps(eps: float) -> str:

@@ -179,7 +179,8 @@ class EnsembleSettings:
     def check(self) -> "EnsembleSettings":
         bad = [a for a in self.attacks if a not in ENSEMBLE]
         if bad or not self.attacks:
-            raise ClipauditError(f"unknown ensemble attack {bad[0] if bad else '(none)'!r}; valid: {', '.join(ENSEMBLE)}")
+            raise ClipauditError(f"unknown --ensemble attack {bad[0] if bad else '(none)'!r}; "
+                                 f"valid: {', '.join(ENSEMBLE)}")
         if int(self.steps) < 1:
             raise ClipauditError(f"--steps must be >= 1 for the ensemble's APGD runs, got {self.steps}")
         if int(self.n_targets) < 1:

@@ -43,6 +43,16 @@ GRADIENT_FREE_SHARE = 0.10
 LARGE_EPS_SUCCESS = 0.95
 
 
+def check_protocol_name(name: str) -> str:
+    """``name`` if it is a protocol, else :class:`ClipauditError` naming the valid ones."""
+    if name not in PROTOCOLS:
+        from clipaudit.errors import ClipauditError, suggest
+
+        raise ClipauditError(f"unknown --protocol {name!r}{suggest(str(name), list(PROTOCOLS))}; "
+                             f"valid: {', '.join(PROTOCOLS)}")
+    return name
+
+
 def eps_name(eps: float) -> str:
     """``4/255`` for multiples of 1/255, else the number."""
     k = eps * 255
@@ -50,11 +60,13 @@ def eps_name(eps: float) -> str:
 
 
 def ensemble_source(model, source, setup, config, eps: float, settings: EnsembleSettings,
-                    progress: Callable | None, labels_for, desc: str) -> tuple[list[dict], dict, list]:
+                    progress: Callable | None, desc: str) -> tuple[list[dict], dict, list]:
     """Run the ensemble over every image of ``source`` at ``eps``.
 
     Returns (rows: one per image, cost: attack -> passes, kept: (x, labels) batches for checks).
     """
+    from clipaudit.attacks.adversarial_audit import _labels_for, image_row, reference_labels
+
     rows: list[dict] = []
     cost = {a: 0 for a in settings.attacks}
     skipped: dict[str, str] = {}
@@ -62,11 +74,10 @@ def ensemble_source(model, source, setup, config, eps: float, settings: Ensemble
     classes = setup.classes
     for b_i, batch in enumerate(iterate(source, model, config.batch_size, progress, desc=desc)):
         x = batch.pixels.float()
-        true = labels_for(batch.meta, classes)
+        true = _labels_for(batch.meta, classes)
         with torch.no_grad():
             clean_pred = setup.head(x).argmax(-1)
-        ref = torch.tensor([classes.index(t) if t else int(p) for t, p in zip(true, clean_pred.tolist())],
-                           device=x.device)
+        ref = reference_labels(true, clean_pred, classes)
         out = run_ensemble(setup.head, x, ref, eps, config.norm, settings, config.seed + 7919 * b_i)
         skipped.update(out.skipped)
         for a, c in out.cost.items():
@@ -74,17 +85,12 @@ def ensemble_source(model, source, setup, config, eps: float, settings: Ensemble
         with torch.no_grad():
             adv_pred = setup.head(out.adv).argmax(-1)
         linf, l2 = perturbation_norms(out.adv, x)
-        norm = linf if config.norm == "linf" else l2
         for i, img_id in enumerate(batch.ids):
-            known = bool(true[i])
-            label = int(ref[i])
-            correct = bool(out.clean_correct[i])
-            row = {"id": img_id, "true_class": true[i], "pred_clean": classes[int(clean_pred[i])],
-                   "pred_adv": classes[int(adv_pred[i])], "correct_clean": correct if known else None,
-                   "correct_adv": bool(out.worst[i]) if known else None,
-                   "success": (not bool(out.worst[i])) if correct else None, "excluded": not correct,
-                   "norm": float(norm[i]), "eps": eps, "linf": float(linf[i]), "l2": float(l2[i]),
-                   "label_source": "true" if known else "clean_pred", "broken_by": out.broken_by[i]}
+            # the worst-case point fools the model exactly when some attack broke the image, so the
+            # shared row's prediction-based fields equal the ensemble's own verdict (out.worst)
+            row = image_row(img_id, true[i], int(ref[i]), int(clean_pred[i]), int(adv_pred[i]), classes, eps,
+                            float(linf[i]), float(l2[i]), config.norm)
+            row["broken_by"] = out.broken_by[i]
             for a in settings.attacks:
                 col = out.robust.get(a)
                 row[f"robust_{a.replace('-', '_')}"] = None if col is None else col[i]
@@ -223,7 +229,7 @@ def protocol_audit(model, source, config, run=None, progress: Callable | None = 
     costs: dict[str, dict] = {}
     kept: list = []
     for eps in budgets:
-        r, info, k = ensemble_source(model, source, setup, config, eps, settings, progress, aa._labels_for,
+        r, info, k = ensemble_source(model, source, setup, config, eps, settings, progress,
                                      desc=f"ensemble eps={eps_name(eps)}")
         rows += r
         costs[eps_name(eps)] = info
