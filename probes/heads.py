@@ -299,8 +299,9 @@ def token_maps(model, head: ZeroShotHead, ts: TypoSet, heads: Sequence[Head], n_
     from clipaudit.probes.attribution import overlay
 
     idx = np.where(ts.scored)[0][:n_images]
-    if len(idx) == 0:
-        return pd.DataFrame(columns=["layer", "head", "image", "row", "col", "contribution"]), {}
+    columns = ["layer", "head", "image", "row", "col", "contribution"]
+    if len(idx) == 0 or not heads:
+        return pd.DataFrame(columns=columns), {}
     pixels = ts.attacked[idx]
     d = decompose(model, pixels.to(model.device), tokens=True)
     rows, cols = d.grid
@@ -311,18 +312,16 @@ def token_maps(model, head: ZeroShotHead, ts: TypoSet, heads: Sequence[Head], n_
     true = torch.as_tensor(ts.true_idx[idx], device=logits.device)
     effect = logits[..., ts.target_idx] - logits.gather(-1, true.view(-1, 1, 1, 1, 1).expand(
         *logits.shape[:-1], 1)).squeeze(-1)  # (B, L, H, T)
-    table, images = [], {}
+    frames, images = [], {}
     s = pixels.shape[-1]
+    img, r, c = np.meshgrid(idx, np.arange(rows), np.arange(cols), indexing="ij")  # (B, rows, cols) each
     for (l, h) in heads:
         maps = effect[:, int(l), int(h)].reshape(len(idx), rows, cols).float().cpu()
-        for b in range(len(idx)):
-            for r in range(rows):
-                for c in range(cols):
-                    table.append({"layer": int(l), "head": int(h), "image": int(idx[b]), "row": r, "col": c,
-                                  "contribution": float(maps[b, r, c])})
+        frames.append(pd.DataFrame({"layer": int(l), "head": int(h), "image": img.ravel().astype(int),
+                                    "row": r.ravel(), "col": c.ravel(), "contribution": maps.numpy().ravel()}))
         heat = torch.nn.functional.interpolate(maps.clamp_min(0).unsqueeze(1), size=(s, s), mode="nearest")
         images[(int(l), int(h))] = overlay(pixels.cpu(), heat, percentile=100.0)
-    return pd.DataFrame(table), images
+    return pd.concat(frames, ignore_index=True), images
 
 
 def _eval_row(ev: Evaluation, base: Evaluation) -> dict:

@@ -101,7 +101,7 @@ def concept_responses(model, layer: Layer, concepts: Sequence[str], pictures: Pi
     if len(kept) < 2:
         raise ClipauditError(f"multimodality needs pictures of at least 2 concepts, found {len(kept)}; "
                              "use the toy source or a labelled folder/CSV (a 'label' column)")
-    img_resp = torch.stack([responses(model, layer, p, tokens, batch_size).mean(0) for p in pics], 1)
+    img_resp = _mean_per_concept(model, layer, pics, tokens, batch_size)
     words = _to_pixels(model, render_words(kept, config.n_words, seed=seed))
     w = responses(model, layer, words, tokens, batch_size)
     word_resp = w.view(len(kept), config.n_words, -1).mean(1).t()
@@ -116,13 +116,19 @@ def drawing_responses(model, layer: Layer, concepts: Sequence[str], drawings: Pi
     Raises:
         ClipauditError: a concept has no drawings.
     """
-    cols = []
+    sets = []
     for c in concepts:
         imgs = drawings(c, config.n_pictures, seed)
         if not imgs:
             raise ClipauditError(f"no drawings of {c!r}; the drawing facet needs every concept drawn")
-        cols.append(responses(model, layer, _to_pixels(model, imgs), tokens, batch_size).mean(0))
-    return torch.stack(cols, 1)
+        sets.append(_to_pixels(model, imgs))
+    return _mean_per_concept(model, layer, sets, tokens, batch_size)
+
+
+def _mean_per_concept(model, layer: Layer, pixel_sets: Sequence[torch.Tensor], tokens: str,
+                      batch_size: int) -> torch.Tensor:
+    """(N, C): each neuron's mean response over each concept's images (one pixel set per concept)."""
+    return torch.stack([responses(model, layer, p, tokens, batch_size).mean(0) for p in pixel_sets], 1)
 
 
 def _stand_out(resp: torch.Tensor, col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
