@@ -93,3 +93,13 @@ def test_spatial_maps_are_saved_for_the_top_reading_heads_and_shown_on_their_pag
     other = next((a, b) for a in range(4) for b in range(4) if (a, b) not in chosen)
     assert not any(k.startswith("spatial map") for k in
                    get_unit(store, unit_url("head", run.path.name, (str(other[0]), str(other[1])))).images)
+
+
+def test_maps_zero_writes_an_empty_map_table_with_its_columns(tiny_vit, tmp_path):
+    src = toy_source(8, seed=3, kind="object", text=False)
+    result, run = run_audit("heads", tiny_vit, src, HeadsConfig(maps=0, random_sets=2, batch_size=8),
+                            out=tmp_path / "run", seed=0)
+    assert result.tables["heads_token_maps"].empty
+    assert list(result.tables["heads_token_maps"].columns) == ["layer", "head", "image", "row", "col", "contribution"]
+    assert check_folder(run.path, [AUDITS["heads"].contract]) == []
+    assert not any(p.name.startswith("head_map_") for p in (run.path / "images").glob("*.png"))
