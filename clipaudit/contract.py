@@ -73,6 +73,8 @@ class AuditContract:
     summary: tuple[SummaryKey, ...] = ()
     images: tuple[str, ...] = ()
     doc: str = ""
+    #: other files (relative paths, e.g. ``sae/weights.safetensors``) written through ``ResultSink.file``
+    files: tuple[str, ...] = ()
 
     def table(self, name: str) -> TableSpec:
         for spec in self.tables:
@@ -142,6 +144,13 @@ def check_table(contract: AuditContract | None, name: str, df: pd.DataFrame) -> 
         extra = sorted(set(df.columns) - {c.name for c in spec.columns})
         if extra:
             raise ContractError(f"{contract.section} table {name!r} has undeclared column(s) {', '.join(extra)}")
+
+
+def check_file(contract: AuditContract | None, name: str) -> None:
+    """Raise :class:`ContractError` when ``name`` is not one of the contract's declared files."""
+    if contract is not None and name not in contract.files:
+        raise ContractError(f"audit {contract.section!r} declares no file {name!r}; declared: "
+                            f"{', '.join(contract.files) or 'none'} (add it to its AuditContract)")
 
 
 _JSON_KINDS = {"int": (int,), "float": (int, float), "number": (int, float), "bool": (bool,),
@@ -508,6 +517,8 @@ def render_markdown(contracts: Iterable[AuditContract] | None = None) -> str:
             out.append(f"\n`{spec.name}`: {spec.doc}.{keyed}\n- columns: {cols}")
         if contract.images:
             out.append("\nImages: " + ", ".join(f"`images/{i}.png`" for i in contract.images))
+        if contract.files:
+            out.append("\nFiles: " + ", ".join(f"`{f}`" for f in contract.files))
     return "\n".join(out).rstrip() + "\n"
 
 

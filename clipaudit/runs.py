@@ -532,6 +532,18 @@ class RunFolder:
         atomic_write_text(self.path / name, text)
         return self.path / name
 
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write ``data`` atomically to ``name``, a relative path that must stay inside the folder.
+
+        Raises:
+            ValueError: ``name`` is absolute or climbs out of the run folder.
+        """
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise ValueError(f"run-folder file names are relative paths inside the folder, got {name!r}")
+        atomic_write_bytes(self.path / rel, bytes(data))
+        return self.path / rel
+
     def update_summary(self, values: dict, section: str | None = None) -> dict:
         """Merge headline numbers into ``summary.json`` (under ``section`` when given)."""
         path = self.path / SUMMARY

@@ -11,6 +11,7 @@ Example:
     >>> sink.table("typographic_images", df)
     >>> path = sink.image("typographic_examples", fig)         # 'images/typographic_examples.png'
     >>> sink.summary(attack_success_rate=0.9, attack_success_ci=[0.85, 0.94])
+    >>> sink.file("sae/weights.safetensors", data)            # any other declared file, as bytes
     >>> sink.result.tables["typographic_images"] is df
     True
 """
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from clipaudit.contract import AuditContract, check_summary, check_table
+from clipaudit.contract import AuditContract, check_file, check_summary, check_table
 from clipaudit.result import Result
 from clipaudit.runs import IMAGES, RunFolder
 
@@ -66,6 +67,19 @@ class ResultSink:
         if self.run is not None:
             return str(self.run.write_png(name, image))
         return f"{IMAGES}/{name}.png"
+
+    def file(self, name: str, data: bytes) -> str:
+        """Record any other file (weights, a config) at relative path ``name`` and write it
+        atomically; ``name`` must be one of the contract's ``files``. Returns ``name``.
+
+        Raises:
+            ContractError: ``name`` is not declared by the audit's contract.
+        """
+        check_file(self.contract, name)
+        self.result.files[name] = bytes(data)
+        if self.run is not None:
+            self.run.write_bytes(name, data)
+        return name
 
     def summary(self, values: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
         """Merge headline values into the audit's summary section (and ``summary.json``)."""

@@ -394,7 +394,20 @@ def _latent_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Un
         words = _split(str(r.get("labels") or r["label"]))
         unit.labels = [(w, float(score) if i == 0 and score is not None else None) for i, w in enumerate(words)]
         unit.label = str(r["label"])
-    unit.missing.append("feature visualisation, attribution, quantile samples: the SAE audit records none per latent")
+    for name, label in (("sae_latent_quantiles", "quantile samples"), ("sae_latent_histogram", "activation histogram"),
+                        ("sae_latent_patches", "patch maps (code per patch of its top images)")):
+        t = store.table(view, name)
+        if t is not None and "latent" in t:
+            part = t[t["latent"] == latent].drop(columns=["latent"])
+            if not part.empty:
+                unit.tables[label] = part.reset_index(drop=True)
+    png = f"images/sae_patches_{latent}.png"
+    if (view.path / png).is_file():
+        unit.images["patch maps on its top images"] = png
+    elif store.table(view, "sae_latent_patches") is not None:
+        unit.missing.append(f"patch-map picture: drawn for the first --maps latents only; the table above has "
+                            f"latent {latent}'s patch codes")
+    unit.missing.append("feature visualisation and attribution: the SAE audit records none per latent")
     return unit
 
 

@@ -8,13 +8,15 @@ the toy world's metadata, the planted-factor table (:mod:`clipaudit.probes.plant
 latents vs the layer's neurons vs a linear-probe ceiling, per factor with CIs.
 
 The weights go to ``sae/weights.safetensors`` and ``sae/config.json`` in the run folder (through
-``sink.run.path``: the sink has no binary writer yet), and ``--load RUN`` reuses them.
+``ResultSink.file``, so they are also in the returned Result's ``files``), and ``--load RUN``
+reuses them.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from clipaudit.audits import Audit, Headline
@@ -26,7 +28,8 @@ from clipaudit.result import Result
 from clipaudit.probes import planted
 from clipaudit.probes.sae import (CONFIG, WEIGHTS, SAEConfig, activation_rows, check_layer_tokens, load_sae_run,
                                   rows_per_image, sae_bytes, sae_meta, train_sae)
-from clipaudit.probes.sae_metrics import latent_labels, latent_table, measure
+from clipaudit.probes.sae_metrics import (latent_labels, latent_profile, latent_table, measure, patch_grid, patch_maps,
+                                          patch_overlays)
 
 NAME = "sae"
 MIN_IMAGES = 32
@@ -43,6 +46,13 @@ CONTRACT = AuditContract(
                                     "labels:str?"),
                   "one row per latent: share of images it fires on, activations (quantiles over the images it "
                   "fires on), top image ids, SoftWPMI labels", key=("latent",)),
+        TableSpec("sae_latent_quantiles", _c("latent:int quantile:float value:float id:str activation:float"),
+                  "per latent and quantile of its nonzero activations: the image closest to it", key=("latent", "quantile")),
+        TableSpec("sae_latent_histogram", _c("latent:int bin_low:float bin_high:float count:int"),
+                  "per latent: histogram of its nonzero activations over the images"),
+        TableSpec("sae_latent_patches", _c("latent:int rank:int id:str row:int col:int activation:float"),
+                  "--tokens all on a ViT token or conv-map layer: each firing latent's code on every patch "
+                  "(position) of its top images, nonzero entries only; rank orders the images"),
         TableSpec("sae_factors", _c("factor:str group:str domain:str n_pos:int n_neg:int latent:int "
                                     "latent_auroc:float latent_ci_low:float latent_ci_high:float neuron:int "
                                     "neuron_auroc:float neuron_ci_low:float neuron_ci_high:float probe_auroc:float "
@@ -50,6 +60,8 @@ CONTRACT = AuditContract(
                   "per planted factor (toy sources): best latent / neuron chosen on one half, held-out AUROC with a "
                   "bootstrap CI; the linear probe on the whole layer as the ceiling", key=("factor",)),
     ),
+    images=("sae_patches_<latent>",),
+    files=(WEIGHTS, CONFIG),
     summary=(
         SummaryKey("layer", "str", "layer path", True),
         SummaryKey("n_images", "int", "images measured", True),
@@ -85,6 +97,9 @@ class SAEAuditConfig:
         recall_threshold: held-out AUROC at which a factor counts as recovered.
         min_positives: factors with fewer positives (or negatives) in their domain are not scored.
         labels: SoftWPMI concept labels per latent (CLIP-Dissect, the shipped concept set).
+        bins: histogram bins per latent.
+        patch_top: top images per latent whose patch maps are kept (``tokens=all`` only).
+        maps: latents drawn as patch-map PNGs (the best latent of each planted factor first).
     """
 
     layer: str = "penultimate"
@@ -94,6 +109,9 @@ class SAEAuditConfig:
     recall_threshold: float = 0.9
     min_positives: int = 20
     labels: bool = True
+    bins: int = 20
+    patch_top: int = 4
+    maps: int = 8
 
 
 def _classes(source, config: SAEAuditConfig) -> list[str]:
@@ -109,17 +127,6 @@ def _classes(source, config: SAEAuditConfig) -> list[str]:
     return []
 
 
-def _write_weights(sink, sae, model, layer) -> None:
-    """Stopgap until the sink writes binary files: through the run folder's path."""
-    run = getattr(sink, "run", None)
-    if run is None:
-        return
-    from clipaudit.runs import atomic_write_bytes, atomic_write_text
-
-    atomic_write_bytes(run.path / WEIGHTS, sae_bytes(sae))
-    atomic_write_text(run.path / CONFIG, json.dumps(sae_meta(sae, model, layer), indent=2))
-
-
 def check_inputs(model, source, config: SAEAuditConfig):
     """Validate before any model work; returns the resolved layer."""
     if config.load is None:
@@ -129,6 +136,9 @@ def check_inputs(model, source, config: SAEAuditConfig):
     if config.load is None and len(source) < MIN_IMAGES:
         raise ClipauditError(f"{len(source)} images are too few to train an SAE on {layer.path}; "
                              f"pass at least {MIN_IMAGES} (--images toy:N or a larger folder)")
+    for name, value, low in (("--bins", config.bins, 1), ("--patch-top", config.patch_top, 1), ("--maps", config.maps, 0)):
+        if value < low:
+            raise ClipauditError(f"{name} must be >= {low}, got {value}")
     if not 0.5 < config.recall_threshold <= 1:
         raise ClipauditError(f"--recall-threshold must be in (0.5, 1], got {config.recall_threshold}")
     return layer
@@ -152,7 +162,8 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
                  f"{len(source) * rows_per_image(layer, cfg.tokens)} rows per epoch")
         sae, log = train_sae(lambda: (r for r, _ in activation_rows(model, source, layer, cfg.tokens, cfg.image_batch)),
                              layer.n_neurons, cfg, device=device, progress=sink.progress)
-        _write_weights(sink, sae, model, layer)
+        sink.file(WEIGHTS, sae_bytes(sae))
+        sink.file(CONFIG, json.dumps(sae_meta(sae, model, layer), indent=2).encode())
         sink.table("sae_training", pd.DataFrame(log.steps, columns=["step", "mse", "aux", "l0", "dead"]))
     tokens = sae.config.tokens
     classes = _classes(source, config)
@@ -162,6 +173,9 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
     if config.labels:
         latents = latents.merge(latent_labels(model, p), on="latent", how="left")
     sink.table("sae_latents", latents)
+    quantiles, histogram = latent_profile(p, config.bins)
+    sink.table("sae_latent_quantiles", quantiles)
+    sink.table("sae_latent_histogram", histogram)
     summary = {"layer": layer.path, "n_images": len(p.ids), "latents": sae.n_latents, "k": sae.config.k,
                "variant": sae.config.variant, "tokens": tokens, "fvu": p.fvu, "l0": p.l0,
                "dead_fraction": p.dead_fraction, "recall_threshold": config.recall_threshold}
@@ -171,6 +185,7 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
         summary.update(clean_accuracy=float(p.clean_correct.mean()), spliced_accuracy=float(p.spliced_correct.mean()),
                        n_accuracy_images=int(len(p.clean_correct)))
     sink.summary(summary)
+    best: list[int] = []
     if "kind" in source.items.columns:
         factors = planted.planted_factors(source.items.set_index(source.items["id"].astype(str)).loc[p.ids]
                                           .reset_index(drop=True), config.min_positives)
@@ -178,7 +193,25 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
             table = factor_table(p, factors, sae.n_latents, config.sae.seed)
             sink.table("sae_factors", table)
             sink.summary(factor_summary(table, config.recall_threshold))
+            best = [int(v) for v in table.sort_values("latent_auroc", ascending=False)["latent"]]
+    _patches(model, source, layer, sae, p, config, best, sink)
     return sink.result
+
+
+def _patches(model, source, layer, sae, p, config: SAEAuditConfig, first: list[int], sink) -> None:
+    """Patch maps of a ``tokens=all`` SAE: the table for every firing latent, PNGs for ``maps`` of
+    them (the planted factors' best latents first, then by maximum activation)."""
+    grid = patch_grid(layer, rows_per_image(layer, sae.config.tokens))
+    if grid is None:
+        return
+    maps = patch_maps(model, source, layer, sae, p, config.patch_top, progress=sink.progress)
+    sink.table("sae_latent_patches", maps)
+    by_max = np.argsort(-p.codes.max(0).toarray().ravel(), kind="stable")
+    chosen = [j for j in dict.fromkeys([*first, *by_max.tolist()]) if p.fire_counts[j] > 0][:config.maps]
+    from clipaudit.probes.attribution import strip
+
+    for j, images in patch_overlays(model, source, maps, chosen, grid[1:]).items():
+        sink.image(f"sae_patches_{j}", strip(images))
 
 
 def factor_table(p, factors, n_latents: int, seed: int = 0) -> pd.DataFrame:

@@ -26,6 +26,10 @@ def register(sub) -> None:
     p.add_argument("--min-positives", type=int, default=20,
                    help="planted factors with fewer positives (or negatives) in their domain are not scored")
     p.add_argument("--no-labels", action="store_true", help="skip the SoftWPMI concept labels of the latents")
+    p.add_argument("--bins", type=int, default=20, help="histogram bins of each latent's activations")
+    p.add_argument("--patch-top", type=int, default=4,
+                   help="--tokens all on a ViT or conv-map layer: top images per latent whose patch maps are kept")
+    p.add_argument("--maps", type=int, default=8, help="latents drawn as patch-map PNGs (0: none)")
     p.add_argument("--load", default=None, help="reuse the SAE of this run folder instead of training")
 
 
@@ -36,7 +40,7 @@ def config_from_args(args: argparse.Namespace):
     sae = SAEConfig(latents=args.latents, k=args.k, variant=args.variant, tokens=args.tokens, steps=args.steps,
                     batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     return SAEAuditConfig(layer=args.layer, sae=sae, load=args.load, min_positives=args.min_positives,
-                          labels=not args.no_labels)
+                          labels=not args.no_labels, bins=args.bins, patch_top=args.patch_top, maps=args.maps)
 
 
 def _run(args: argparse.Namespace) -> int:

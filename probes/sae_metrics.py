@@ -148,4 +148,137 @@ def latent_table(p: SAEPass, top: int = 8) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["SAEPass", "image_codes", "latent_labels", "latent_table", "measure", "top_positions"]
+def latent_profile(p: SAEPass, bins: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each latent's activations over the images it fires on: examples across quantiles and a
+    histogram (the explorer's views; :mod:`clipaudit.probes.profile`'s rules with latents as units).
+
+    Zeros are left out: a TopK latent is zero on most images, and quantiles over all images would
+    all be 0. A latent that never fires has no rows.
+
+    Returns:
+        (quantile examples: latent, quantile, value, id, activation; histogram: latent, bin_low,
+        bin_high, count).
+    """
+    from clipaudit.probes.profile import histograms, quantile_examples
+
+    codes = p.codes.tocsc()
+    quant, hist = [], []
+    for j in range(codes.shape[1]):
+        col = codes[:, j]
+        if col.nnz == 0:
+            continue
+        vals = col.data[:, None].astype(np.float64)
+        quant.append(quantile_examples(vals, [p.ids[i] for i in col.indices]).assign(neuron=j))
+        hist.append(histograms(vals, bins).assign(neuron=j))
+    qcols, hcols = ["latent", "quantile", "value", "id", "activation"], ["latent", "bin_low", "bin_high", "count"]
+    if not quant:
+        return pd.DataFrame(columns=qcols), pd.DataFrame(columns=hcols)
+    return (pd.concat(quant, ignore_index=True).rename(columns={"neuron": "latent"})[qcols],
+            pd.concat(hist, ignore_index=True).rename(columns={"neuron": "latent"})[hcols])
+
+
+def patch_grid(layer: Layer, per: int) -> tuple[int, int, int] | None:
+    """(first patch row, grid rows, grid cols) of a ``tokens=all`` layer's rows per image, or None
+    when the rows have no place (one row per image): ViT tokens drop the CLS token (row 0) when the
+    rest is a square grid; conv maps are their (H, W) positions."""
+    if per == 1:
+        return None
+    if layer.layout == "nchw":
+        return 0, int(layer.shape[2]), int(layer.shape[3])
+    side = int(round((per - 1) ** 0.5))
+    if side * side == per - 1:
+        return 1, side, side
+    side = int(round(per ** 0.5))
+    return (0, side, side) if side * side == per else None
+
+
+def patch_maps(model, source, layer: Layer, sae: SparseAutoencoder, p: SAEPass, top: int = 4,
+               latents: Sequence[int] | None = None, image_batch: int = 64,
+               progress: Callable | None = None) -> pd.DataFrame:
+    """Where on its top images each latent fires: its code on every patch (ViT) or position (conv
+    map) of a ``tokens=all`` SAE, for each latent's ``top`` images (a second pass over just those).
+
+    Args:
+        p: the measuring pass (its per-image codes pick the top images).
+        latents: which latents (default: all that fire).
+
+    Returns:
+        latent, rank (of the image among the latent's top), id, row, col, activation; only the
+        nonzero entries. Empty (with those columns) when the layer's rows have no grid.
+    """
+    columns = ["latent", "rank", "id", "row", "col", "activation"]
+    per = rows_per_image(layer, sae.config.tokens)
+    grid = patch_grid(layer, per)
+    if grid is None:
+        return pd.DataFrame(columns=columns)
+    first, gh, gw = grid
+    tops = top_positions(p, top).numpy()  # (m, top)
+    chosen = np.flatnonzero(p.fire_counts > 0) if latents is None else np.asarray(list(latents), dtype=int)
+    wanted: dict[str, list[tuple[int, int]]] = {}
+    for j in chosen:
+        for rank, pos in enumerate(tops[j]):
+            if pos >= 0:
+                wanted.setdefault(p.ids[pos], []).append((int(j), rank))
+    if not wanted:
+        return pd.DataFrame(columns=columns)
+    subset = source.subset(source.items["id"].astype(str).isin(wanted).to_numpy())
+    parts = []
+    batches = subset.batches(model, image_batch)
+    for batch in (progress(batches, desc="SAE patch maps") if progress else batches):
+        with torch.no_grad():
+            _, cache = run_with_cache(model, batch.pixels, layer, stop_at=True)
+            codes = sae.encode(rows_of(cache[layer.path], layer, "all").float().to(sae.mean.device))
+        codes = codes.view(len(batch.ids), per, -1)[:, first:first + gh * gw].cpu()  # (B, patches, m)
+        for b, image_id in enumerate(batch.ids):
+            pairs = wanted.get(str(image_id), [])
+            if not pairs:
+                continue
+            lat = torch.tensor([j for j, _ in pairs])
+            vals = codes[b][:, lat]  # (patches, n)
+            t, i = vals.nonzero(as_tuple=True)
+            ranks = np.array([r for _, r in pairs])
+            parts.append(pd.DataFrame({"latent": lat[i].numpy(), "rank": ranks[i.numpy()], "id": str(image_id),
+                                       "row": (t // gw).numpy(), "col": (t % gw).numpy(),
+                                       "activation": vals[t, i].numpy().astype(float)}))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True).sort_values(["latent", "rank", "row", "col"]).reset_index(drop=True)
+
+
+def patch_overlays(model, source, maps: pd.DataFrame, latents: Sequence[int], grid: tuple[int, int]
+                   ) -> dict[int, list]:
+    """latent -> its top images (rank order) with its patch map (:func:`patch_maps`) laid over each,
+    upscaled to the image (nearest) and coloured by :func:`clipaudit.probes.attribution.overlay`."""
+    from clipaudit.probes.attribution import overlay
+
+    gh, gw = grid
+    part = maps[maps["latent"].isin(list(latents))]
+    ids = list(dict.fromkeys(part["id"].astype(str)))
+    if not ids:
+        return {}
+    subset = source.subset(source.items["id"].astype(str).isin(ids).to_numpy())
+    pixels = {}
+    for batch in subset.batches(model, 64):
+        for i, image_id in enumerate(batch.ids):
+            pixels[str(image_id)] = batch.pixels[i].cpu()
+    out: dict[int, list] = {}
+    for j in latents:
+        rows = part[part["latent"] == j]
+        images = []
+        for _, g in rows.groupby("rank", sort=True):
+            image_id = str(g["id"].iloc[0])
+            if image_id not in pixels:
+                continue
+            heat = torch.zeros(gh, gw)
+            r, c = (torch.tensor(np.array(g[k], dtype=np.int64)) for k in ("row", "col"))
+            heat[r, c] = torch.tensor(np.array(g["activation"], dtype=np.float32))
+            px = pixels[image_id]
+            up = torch.nn.functional.interpolate(heat[None, None], size=tuple(px.shape[-2:]), mode="nearest")
+            images += overlay(px[None], up, percentile=100.0)  # pixels are [0, 1] RGB
+        if images:
+            out[int(j)] = images
+    return out
+
+
+__all__ = ["SAEPass", "image_codes", "latent_labels", "latent_profile", "latent_table", "measure", "patch_grid",
+           "patch_maps", "patch_overlays", "top_positions"]

@@ -95,6 +95,23 @@ def test_sink_refuses_undeclared_tables_and_summary_keys():
         sink.summary(attack_success_rate="high")
 
 
+def test_sink_writes_declared_binary_files_atomically_and_refuses_others(tmp_path):
+    from clipaudit.probes.sae_audit import CONTRACT as SAE
+
+    run = RunFolder.create("sae", tmp_path / "r", seed=0)
+    sink = ResultSink(SAE, run)
+    data = bytes(range(256)) * 3
+    assert sink.file("sae/weights.safetensors", data) == "sae/weights.safetensors"
+    assert (tmp_path / "r" / "sae" / "weights.safetensors").read_bytes() == data
+    assert sink.result.files["sae/weights.safetensors"] == data
+    assert not list((tmp_path / "r").rglob(".*.tmp"))
+    with pytest.raises(ContractError, match="declares no file"):
+        sink.file("sae/other.bin", b"x")
+    with pytest.raises(ValueError, match="inside the folder"):
+        run.write_bytes("../escape.bin", b"x")
+    assert not (tmp_path / "escape.bin").exists()
+
+
 def test_sink_accepts_the_shared_skipped_table_and_missing_figures():
     sink = ResultSink(contract.NEURONS)
     sink.table("skipped", pd.DataFrame({"id": ["x.png"], "reason": ["truncated"]}))

@@ -45,6 +45,14 @@ def _sae_run(root) -> None:
     run.write_table("sae_factors", pd.DataFrame({"factor": ["label=pizza", "colour=red"], "group": ["label", "colour"],
                                                  "domain": ["object", "object"], "latent": [1, 0],
                                                  "latent_auroc": [0.97, 0.8]}))
+    run.write_table("sae_latent_quantiles", pd.DataFrame({"latent": [1, 1], "quantile": [0.0, 0.5], "value": [0.5, 1.0],
+                                                          "id": ["2", "1"], "activation": [0.5, 1.0]}))
+    run.write_table("sae_latent_histogram", pd.DataFrame({"latent": [1, 1], "bin_low": [0.5, 0.75],
+                                                          "bin_high": [0.75, 1.0], "count": [1, 1]}))
+    run.write_table("sae_latent_patches", pd.DataFrame({"latent": [1, 0], "rank": [0, 0], "id": ["1", "3"],
+                                                        "row": [0, 1], "col": [1, 1], "activation": [1.0, 2.0]}))
+    from PIL import Image
+    run.write_png("sae_patches_1", Image.new("RGB", (4, 4)))
     run.finish()
 
 
@@ -132,6 +140,13 @@ def test_head_and_latent_pages(store):
     # no planted factor for latent 2: its SoftWPMI label (latents as units) heads the page, title and list agree
     assert by_id(render_page(store, "/unit/latent/sae-synth/2", None, None), ids.UNIT_LABEL).children == "apple"
     assert [w for w, _ in get_unit(store, "/unit/latent/sae-synth/2").labels] == ["apple", "banana"]
+    # the explorer's views: quantile samples, histogram, patch codes and the patch-map picture where drawn
+    assert list(latent.tables["quantile samples"]["id"]) == ["2", "1"]
+    assert latent.tables["activation histogram"]["count"].sum() == 2
+    assert list(latent.tables["patch maps (code per patch of its top images)"]["col"]) == [1]
+    assert latent.images["patch maps on its top images"] == "images/sae_patches_1.png"
+    other = get_unit(store, "/unit/latent/sae-synth/0")
+    assert "patch maps on its top images" not in other.images and any("--maps" in m for m in other.missing)
 
 
 def test_neighbour_links_walk_the_run_in_order(store):

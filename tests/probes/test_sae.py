@@ -267,3 +267,69 @@ def test_latent_labels_name_the_concept_of_a_latent_planted_on_one_class(tiny_rn
                 None, None, [], embeddings=emb)
     table = latent_labels(tiny_rn, p, k=10, concepts=concepts)
     assert list(table["latent"]) == [0, 1] and table.loc[0, "label"] == "apple"
+
+
+# -- latent explorer data ------------------------------------------------------------------------
+
+def test_latent_profile_takes_quantiles_and_histograms_over_firing_images_only():
+    from scipy import sparse
+
+    from clipaudit.probes.sae_metrics import SAEPass, latent_profile
+
+    dense = np.zeros((10, 3))
+    dense[[1, 4, 6, 9], 0] = [4.0, 1.0, 3.0, 2.0]  # latent 0 fires on 4 images; latent 2 never
+    dense[2, 1] = 7.0
+    p = SAEPass(fvu=0, l0=0, dead_fraction=0, fire_counts=(dense > 0).sum(0), codes=sparse.csr_matrix(dense),
+                neurons=np.zeros((10, 1)), ids=[f"i{n}" for n in range(10)], clean_correct=None, spliced_correct=None,
+                classes=[])
+    quant, hist = latent_profile(p, bins=3)
+    q0 = quant[quant["latent"] == 0].set_index("quantile")
+    assert q0.loc[0.5, "value"] == pytest.approx(2.5)  # median of 1, 2, 3, 4: zeros left out
+    assert q0.loc[0.0, "id"] == "i4" and q0.loc[0.99, "id"] == "i1"  # lowest (1.0) and highest (4.0)
+    assert set(quant["latent"]) == {0, 1}  # the dead latent has no rows
+    h0 = hist[hist["latent"] == 0]
+    assert h0["count"].sum() == 4 and h0["bin_low"].min() == 1.0 and h0["bin_high"].max() == 4.0
+
+
+def test_patch_grid_drops_the_cls_token_and_keeps_conv_positions(tiny_vit, tiny_rn):
+    from clipaudit.hooks import resolve_layer
+    from clipaudit.probes.sae import rows_per_image
+    from clipaudit.probes.sae_metrics import patch_grid
+
+    vit = resolve_layer(tiny_vit, "penultimate")
+    per = rows_per_image(vit, "all")
+    first, gh, gw = patch_grid(vit, per)
+    assert first == 1 and gh * gw == per - 1 and gh == gw
+    rn = resolve_layer(tiny_rn, "penultimate")
+    assert patch_grid(rn, rows_per_image(rn, "all")) == (0, rn.shape[2], rn.shape[3])
+    assert patch_grid(rn, rows_per_image(rn, "mean")) is None
+
+
+@pytest.mark.parametrize("arch", ["vit", "rn"])
+def test_patch_maps_hold_each_latents_codes_on_the_patches_of_its_top_images(arch, tiny_vit, tiny_rn):
+    from clipaudit.hooks import resolve_layer, run_with_cache
+    from clipaudit.probes.sae import rows_per_image
+    from clipaudit.probes.sae_metrics import measure, patch_grid, patch_maps
+
+    model = tiny_vit if arch == "vit" else tiny_rn
+    layer = resolve_layer(model, "penultimate")
+    sae, src = _tiny_sae(model, layer, tokens="all")
+    p = measure(model, src, layer, sae, "all")
+    maps = patch_maps(model, src, layer, sae, p, top=2)
+    assert len(maps) and (maps["activation"] > 0).all()
+    per = rows_per_image(layer, "all")
+    first, gh, gw = patch_grid(layer, per)
+    # hand check: encode every token of each top image directly; the table holds exactly its nonzero patch codes
+    pixels = {i: b.pixels[n] for b in src.batches(model, 48) for n, i in enumerate(b.ids)}
+    for (j, rank), g in list(maps.groupby(["latent", "rank"]))[:12]:
+        image_id = g["id"].iloc[0]
+        _, cache = run_with_cache(model, pixels[image_id][None], layer)
+        codes = sae.encode(rows_of(cache[layer.path], layer, "all")).detach()[first:first + gh * gw, j]
+        expected = {(int(t) // gw, int(t) % gw): float(codes[t]) for t in torch.nonzero(codes).flatten()}
+        got = {(int(r), int(c)): a for r, c, a in zip(g["row"], g["col"], g["activation"])}
+        assert got.keys() == expected.keys()
+        assert np.allclose([got[k] for k in expected], list(expected.values()), atol=1e-5)
+        # rank 0 is the image where the latent's maximum over rows is largest
+        if rank == 0:
+            col = p.codes[:, j].toarray().ravel()
+            assert p.ids[int(col.argmax())] == image_id

@@ -100,3 +100,32 @@ def test_sae_edit_spec_runs_any_forward_under_the_edit(sae_run, tiny_vit, tiny_r
     with pytest.raises(ClipauditError, match="trained on model 'toy-vit'"):
         with sae_edit_from_spec(tiny_rn, f"{sae_run}:latents=0"):
             pass
+
+
+def test_tokens_all_on_a_vit_layer_writes_patch_maps_profiles_and_pngs(tmp_path):
+    import pandas as pd
+
+    from clipaudit.contract import check_folder
+    from clipaudit.probes.sae_audit import CONTRACT
+
+    out = tmp_path / "all"
+    assert main(["sae", *TINY, "--tokens", "all", "--maps", "3", "--patch-top", "2", "--out", str(out)]) == 0
+    assert check_folder(out, [CONTRACT]) == []
+    patches = pd.read_csv(out / "sae_latent_patches.csv")
+    assert len(patches) and patches["rank"].max() <= 1 and (patches["activation"] > 0).all()
+    pngs = sorted(out.glob("images/sae_patches_*.png"))
+    assert len(pngs) == 3
+    assert {int(p.stem.rsplit("_", 1)[1]) for p in pngs} <= set(patches["latent"])
+    latents = pd.read_csv(out / "sae_latents.csv", keep_default_na=False)
+    hist = pd.read_csv(out / "sae_latent_histogram.csv")
+    n = json.loads((out / "summary.json").read_text())["sae"]["n_images"]
+    fired = hist.groupby("latent")["count"].sum()  # every firing image lands in one bin
+    expected = (latents.set_index("latent")["fire_rate"] * n).round().astype(int)
+    assert (fired == expected.loc[fired.index]).all()
+    quant = pd.read_csv(out / "sae_latent_quantiles.csv")
+    assert set(quant["latent"]) == set(fired.index)
+
+
+def test_tokens_mean_writes_no_patch_maps(sae_run):
+    assert not (sae_run / "sae_latent_patches.csv").exists()
+    assert not list(sae_run.glob("images/sae_patches_*.png"))
