@@ -38,6 +38,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from clipaudit.distributed import distributed_context
 from clipaudit.errors import ClipauditError
 from clipaudit.hooks import Layer, neurons, resolve_layer, run_with_cache
 
@@ -127,11 +128,17 @@ class SparseAutoencoder(nn.Module):
     def n_latents(self) -> int:
         return self.config.latents
 
-    def set_normalisation(self, rows: torch.Tensor) -> None:
-        """Centre on ``rows``' mean and scale so the mean squared norm of a centred row is 1."""
+    def set_normalisation(self, rows: torch.Tensor, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Centre on ``rows``' mean and scale so the mean squared norm of a centred row is 1.
+
+        ``reduce`` sums a tensor over data-parallel ranks (so every rank gets the statistics of
+        all ranks' rows); None: these rows alone.
+        """
         rows = rows.float()
-        self.mean.copy_(rows.mean(0))
-        self.scale.copy_((rows - self.mean).pow(2).sum(1).mean().sqrt().clamp_min(1e-8))
+        total = reduce or (lambda t: t)
+        n = total(rows.new_tensor(float(len(rows))))
+        self.mean.copy_(total(rows.sum(0)) / n)
+        self.scale.copy_((total((rows - self.mean).pow(2).sum()) / n).sqrt().clamp_min(1e-8))
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """(rows, d) in layer units -> (rows, m) ReLU'd pre-activations."""
@@ -183,12 +190,14 @@ def _prefix_sizes(config: SAEConfig) -> list[int]:
     return sizes if sizes[-1] == config.latents else sizes + [config.latents]
 
 
-def training_loss(sae: SparseAutoencoder, x: torch.Tensor, fired_since: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def training_loss(sae: SparseAutoencoder, x: torch.Tensor, fired_since: torch.Tensor,
+                  rows_seen: int | None = None) -> tuple[torch.Tensor, dict]:
     """Loss on one batch of normalised-space errors: prefix reconstructions (+ AuxK on dead latents).
 
     Args:
         x: (B, d) layer units. fired_since: (m,) rows seen since each latent last fired
-            (updated in place).
+            (updated in place). rows_seen: rows this step counts towards ``fired_since``
+            (default B; data-parallel training counts every rank's batch).
 
     Returns:
         (loss, {"mse": normalised MSE of the full reconstruction, "aux": AuxK loss, "l0": mean active}).
@@ -207,7 +216,7 @@ def training_loss(sae: SparseAutoencoder, x: torch.Tensor, fired_since: torch.Te
         loss = loss + (recon - xn).pow(2).sum(1).mean()
     with torch.no_grad():
         fired = (codes > 0).any(0)
-        fired_since += x.shape[0]
+        fired_since += x.shape[0] if rows_seen is None else rows_seen
         fired_since[fired] = 0
     dead = fired_since >= cfg.dead_after
     aux = x.new_zeros(())
@@ -264,15 +273,20 @@ def check_layer_tokens(layer: Layer, tokens: str) -> None:
 
 
 def activation_rows(model, source, layer: Layer | str, tokens: str = "mean", image_batch: int = 128,
-                    progress: Callable | None = None, desc: str = "collect") -> Iterator[tuple[torch.Tensor, list[str]]]:
+                    progress: Callable | None = None, desc: str = "collect", rank: int = 0,
+                    world_size: int = 1) -> Iterator[tuple[torch.Tensor, list[str]]]:
     """Stream (rows (n, d) float32 on the model's device, the image ids of those rows) per batch.
 
     Uses :func:`clipaudit.hooks.run_with_cache` with ``stop_at=True``, so layers after ``layer``
     are never computed. Memory is one batch of activations, whatever the number of images.
+    With ``world_size`` > 1 (torchrun), this process reads only its shard of the source
+    (``ImageSource.shard``: every world_size-th image from ``rank``), as the activation scan does.
     """
     layer = layer if isinstance(layer, Layer) else resolve_layer(model, layer)
     check_layer_tokens(layer, tokens)
     per = rows_per_image(layer, tokens)
+    if world_size > 1:
+        source = source.shard(rank, world_size)
     batches = source.batches(model, image_batch)
     if progress is not None:
         batches = progress(batches, desc=desc)
@@ -357,6 +371,30 @@ class ShuffleBuffer:
             at += take
 
 
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
+def _sync_step(sae: "SparseAutoencoder", fired_since: torch.Tensor, world: int) -> None:
+    """Data-parallel step (what DistributedDataParallel does, on an SAE whose loss is not its
+    forward): average the gradients over ranks, so every rank takes the same Adam step on the
+    union of their batches; a latent fired if it fired on any rank; BatchTopK's threshold is the
+    ranks' mean."""
+    import torch.distributed as dist
+
+    for p in sae.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+    dist.all_reduce(fired_since, op=dist.ReduceOp.MIN)
+    dist.all_reduce(sae.threshold)
+    sae.threshold /= world
+
+
 @dataclass
 class TrainLog:
     """Per-step training curve (normalised MSE, AuxK loss, L0, dead latents)."""
@@ -376,17 +414,20 @@ def train_sae(rows: Callable[[], Iterator[torch.Tensor]], d: int, config: SAECon
         device: where the SAE trains (rows are moved there).
 
     Returns:
-        (the trained SAE in eval mode, its :class:`TrainLog`). Deterministic for a seed on one
+        (the trained SAE in eval mode, its :class:`TrainLog`). Inside a ``torch.distributed``
+        group (torchrun; gloo on CPU, nccl on CUDA) every rank streams its own rows and the
+        gradients are averaged each step, so all ranks end with the same SAE. Deterministic for a seed on one
         device: initialisation, sampling and the stream order are seeded.
 
     Raises:
         ClipauditError: a bad config, or an empty stream.
     """
     config.validate()
-    sae = SparseAutoencoder(d, config).to(device)
-    buffer = ShuffleBuffer(lambda: (r.to(device) for r in rows()), config.buffer, config.seed + 1)
+    rank, world = distributed_context()
+    sae = SparseAutoencoder(d, config).to(device)  # same seed: the same start on every rank
+    buffer = ShuffleBuffer(lambda: (r.to(device) for r in rows()), config.buffer, config.seed + 1 + rank)
     first = buffer.fill()
-    sae.set_normalisation(first)
+    sae.set_normalisation(first, reduce=_all_reduce_sum if world > 1 else None)
     with torch.no_grad():  # start b_dec at zero in normalised units (the data mean)
         sae.b_dec.zero_()
     opt = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=(0.9, 0.999))
@@ -401,9 +442,11 @@ def train_sae(rows: Callable[[], Iterator[torch.Tensor]], d: int, config: SAECon
         lr = config.lr * min(1.0, (config.steps - step) / max(1, 0.2 * config.steps))  # linear decay, last 20%
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, parts = training_loss(sae, x, fired_since)
+        loss, parts = training_loss(sae, x, fired_since, rows_seen=x.shape[0] * world)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            _sync_step(sae, fired_since, world)
         sae.project_decoder_grad()
         opt.step()
         sae.normalise_decoder()

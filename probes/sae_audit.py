@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from clipaudit.audits import Audit, Headline
+from clipaudit.distributed import distributed_context
 from clipaudit.contract import AuditContract, SummaryKey, TableSpec, _c
 from clipaudit.errors import ClipauditError
 from clipaudit.hooks import resolve_layer
@@ -147,12 +148,16 @@ def check_inputs(model, source, config: SAEAuditConfig):
 def run(model, source, config: SAEAuditConfig, sink) -> Result:
     """Train or load the SAE, measure it, write its tables and summary (see module doc).
 
+    Under torchrun (a ``torch.distributed`` group) collection, training and the measuring pass
+    are data-parallel; every rank ends with the same SAE and pass, and the caller writes on rank 0.
+
     Raises:
         ClipauditError: bad SAE settings, too few images, an unknown layer, a ``load`` folder with
             no SAE or one from another model or layer.
     """
     layer = check_inputs(model, source, config)
     device = getattr(model, "device", "cpu")
+    rank, world = distributed_context()  # torchrun: each rank collects its shard; training averages gradients
     if config.load is not None:
         sae, _meta = load_sae_run(config.load, model=model, layer=layer, device=device)
         sink.log(f"loaded the SAE from {config.load}")
@@ -160,7 +165,8 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
         cfg = config.sae
         sink.log(f"training a {cfg.variant} SAE ({cfg.latents} latents, k={cfg.k}) on {layer.path}, "
                  f"{len(source) * rows_per_image(layer, cfg.tokens)} rows per epoch")
-        sae, log = train_sae(lambda: (r for r, _ in activation_rows(model, source, layer, cfg.tokens, cfg.image_batch)),
+        sae, log = train_sae(lambda: (r for r, _ in activation_rows(model, source, layer, cfg.tokens, cfg.image_batch,
+                                                                    rank=rank, world_size=world)),
                              layer.n_neurons, cfg, device=device, progress=sink.progress)
         sink.file(WEIGHTS, sae_bytes(sae))
         sink.file(CONFIG, json.dumps(sae_meta(sae, model, layer), indent=2).encode())
@@ -168,7 +174,7 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
     tokens = sae.config.tokens
     classes = _classes(source, config)
     p = measure(model, source, layer, sae, tokens, classes=classes, image_batch=sae.config.image_batch,
-                progress=sink.progress)
+                progress=sink.progress, rank=rank, world_size=world)
     latents = latent_table(p)
     if config.labels:
         latents = latents.merge(latent_labels(model, p), on="latent", how="left")

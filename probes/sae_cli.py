@@ -6,7 +6,8 @@ import argparse
 from clipaudit.cli import add_command, model_from_args, progress
 
 EXAMPLE = ("clipaudit sae --layer penultimate --images toy:20000 --latents 4096 --k 32 --out runs/sae-toy\n"
-           "  clipaudit sae --load runs/sae-toy --images toy:4000 --out runs/sae-toy-eval")
+           "  clipaudit sae --load runs/sae-toy --images toy:4000 --out runs/sae-toy-eval\n"
+           "  torchrun --nproc_per_node 4 -m clipaudit.cli sae --model ViT-B-32 --images imgs/ --out runs/sae-vit")
 
 
 def register(sub) -> None:
@@ -45,6 +46,7 @@ def config_from_args(args: argparse.Namespace):
 
 def _run(args: argparse.Namespace) -> int:
     from clipaudit.data import open_source
+    from clipaudit.distributed import init_distributed_from_env
     from clipaudit.errors import ClipauditError
     from clipaudit.probes.sae_audit import check_inputs
     from clipaudit.runner import run_audit
@@ -57,7 +59,12 @@ def _run(args: argparse.Namespace) -> int:
     source = open_source(args.images, n=args.n_images, seed=1234 + args.seed)
     model = model_from_args(args)
     check_inputs(model, source, config)
-    result, run = run_audit("sae", model, source, config, out=args.out, seed=args.seed, progress=progress)
+    rank, world = init_distributed_from_env(model.device)  # torchrun: data-parallel collection and training
+    if rank != 0:
+        run_audit("sae", model, source, config, write=False)
+        return 0
+    result, run = run_audit("sae", model, source, config, out=args.out, seed=args.seed, progress=progress,
+                            extra={"world_size": world})
     s = result.summary
     line = (f"sae on {s['layer']}: {s['latents']} latents, FVU {s['fvu']:.3f}, L0 {s['l0']:.1f}, "
             f"dead {s['dead_fraction']:.1%}")

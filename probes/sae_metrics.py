@@ -50,11 +50,13 @@ def image_codes(codes: torch.Tensor, per: int) -> torch.Tensor:
 
 def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
             classes: Sequence[str] | None = None, image_batch: int = 128,
-            progress: Callable | None = None) -> SAEPass:
+            progress: Callable | None = None, rank: int = 0, world_size: int = 1) -> SAEPass:
     """Stream ``source`` once through ``model`` and measure ``sae`` on ``layer`` (see module doc).
 
     Args:
         classes: zero-shot classes for the accuracies (None or empty: no accuracy measured).
+        rank, world_size: under torchrun each rank measures its shard of the source and every
+            rank gets the merged pass, in source order (equal to the one-process pass).
 
     Returns:
         :class:`SAEPass`.
@@ -67,7 +69,8 @@ def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
     sq_err, sum_x, sum_xx, n_rows, active = 0.0, None, 0.0, 0, 0
     fires = torch.zeros(sae.n_latents, dtype=torch.long)
     code_parts, neuron_parts, emb_parts, ids, clean, spl = [], [], [], [], [], []
-    batches = source.batches(model, image_batch)
+    scored_ids: list[str] = []
+    batches = (source.shard(rank, world_size) if world_size > 1 else source).batches(model, image_batch)
     for batch in (progress(batches, desc="measure SAE") if progress else batches):
         with torch.no_grad():
             emb, cache = run_with_cache(model, batch.pixels, layer)
@@ -91,10 +94,34 @@ def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
                 clean_pred = head.logits_from_embeddings(emb).argmax(-1).cpu().tolist()
                 with spliced(model, layer, sae, tokens):
                     spl_pred = head(batch.pixels).argmax(-1).cpu().tolist()
-            for t, c, s in zip(truth, clean_pred, spl_pred):
+            for i, t, c, s in zip(batch.ids, truth, clean_pred, spl_pred):
                 if t in classes:
                     clean.append(classes[c] == t)
                     spl.append(classes[s] == t)
+                    scored_ids.append(str(i))
+    if world_size > 1:
+        from clipaudit.distributed import gather
+
+        parts = gather({"sq_err": sq_err, "sum_x": None if sum_x is None else sum_x.cpu(), "sum_xx": sum_xx,
+                        "n_rows": n_rows, "active": active, "fires": fires, "codes": code_parts,
+                        "neurons": neuron_parts, "emb": emb_parts, "ids": ids, "clean": clean, "spl": spl,
+                        "scored": scored_ids})
+        sq_err, sum_xx = sum(q["sq_err"] for q in parts), sum(q["sum_xx"] for q in parts)
+        n_rows, active = sum(q["n_rows"] for q in parts), sum(q["active"] for q in parts)
+        sum_x = sum(q["sum_x"] for q in parts if q["sum_x"] is not None)
+        fires = sum(q["fires"] for q in parts)
+        order = {str(i): n for n, i in enumerate(source.items["id"].astype(str))}  # back to source order
+        ids = [i for q in parts for i in q["ids"]]
+    if world_size > 1 and ids:
+        by_image = np.argsort([order[str(i)] for i in ids], kind="stable")
+        ids = [ids[i] for i in by_image]
+        code_parts = [sparse.vstack([c for q in parts for c in q["codes"]]).tocsr()[by_image]]
+        neuron_parts = [np.concatenate([a for q in parts for a in q["neurons"]])[by_image]]
+        emb_parts = [np.concatenate([a for q in parts for a in q["emb"]])[by_image]]
+        scored_ids = [i for q in parts for i in q["scored"]]
+        by_scored = np.argsort([order[i] for i in scored_ids], kind="stable")
+        clean = list(np.array([v for q in parts for v in q["clean"]], bool)[by_scored])
+        spl = list(np.array([v for q in parts for v in q["spl"]], bool)[by_scored])
     if n_rows == 0:
         from clipaudit.errors import ClipauditError
         raise ClipauditError("the image source gave no images to measure the SAE on")
