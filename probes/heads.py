@@ -335,8 +335,10 @@ def _eval_row(ev: Evaluation, base: Evaluation) -> dict:
 
 
 def head_sweep(model, head: ZeroShotHead, ts: TypoSet, mask: HeadMask, batch_size: int = 64,
-               progress: Callable = lambda it, total=None, desc="": it) -> pd.DataFrame:
-    """Every head ablated alone (``mask`` gives the mode and means; its head list is ignored).
+               progress: Callable = lambda it, total=None, desc="": it,
+               heads: Sequence[Head] | None = None) -> pd.DataFrame:
+    """Every head (or each of ``heads``) ablated alone (``mask`` gives the mode and means; its head
+    list is ignored).
 
     Returns: one row per head (layer, head) with clean accuracy, attack success, attacked
     accuracy (each with CI) and ``reading_effect_drop`` (mean fall of logit(target) -
@@ -344,7 +346,8 @@ def head_sweep(model, head: ZeroShotHead, ts: TypoSet, mask: HeadMask, batch_siz
     """
     base = evaluate(model, head, ts, None, batch_size)
     rows = []
-    for l, h in progress(all_heads(model), total=len(all_heads(model)), desc="head sweep"):
+    heads = all_heads(model) if heads is None else list(heads)
+    for l, h in progress(heads, total=len(heads), desc="head sweep"):
         ev = evaluate(model, head, ts, mask.subset([(l, h)]) if mask.mode == "mean" else HeadMask([(l, h)], "zero"),
                       batch_size)
         rows.append({"layer": l, "head": h, **_eval_row(ev, base)})

@@ -108,6 +108,8 @@ class HeadsConfig:
         random_sets: random head sets for the permutation test.
         textspan_texts, textspan_rank: TextSpan picks per head and principal rank (0: full).
         maps: top reading heads whose spatial maps (token contributions) are saved (0: none).
+        sweep_layers: the single-head ablation sweep covers the last N attention layers (0: all);
+            for large models, where the sweep costs one forward per head.
         batch_size: images per forward.
         seed: rendering and random head sets.
     """
@@ -126,6 +128,7 @@ class HeadsConfig:
     textspan_texts: int = 5
     textspan_rank: int = 0
     maps: int = 4
+    sweep_layers: int = 0
     batch_size: int = 64
     seed: int = 0
 
@@ -144,6 +147,8 @@ class HeadsConfig:
             raise ClipauditError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.maps < 0:
             raise ClipauditError(f"--maps must be >= 0 heads, got {self.maps}")
+        if self.sweep_layers < 0:
+            raise ClipauditError(f"--sweep-layers must be >= 0 (0: all layers), got {self.sweep_layers}")
         check_style(self.text_style())
         return self
 
@@ -185,7 +190,11 @@ def run(model, source: ImageSource, config: HeadsConfig, sink) -> Result:
     base_mask = HeadMask(all_heads(model), config.mode, means, model.name, model.weights_hash)
     scores = reading_scores(model, ts, bs).merge(reading_attribution(model, head, ts, bs), on=["layer", "head"])
     sink.table("heads_scores", scores)
-    sweep = head_sweep(model, head, ts, base_mask, bs, progress=sink.progress)
+    swept = all_heads(model)
+    if config.sweep_layers:
+        last = sorted({l for l, _ in swept})[-config.sweep_layers:]
+        swept = [(l, h) for l, h in swept if l in last]
+    sweep = head_sweep(model, head, ts, base_mask, bs, progress=sink.progress, heads=swept)
     sink.table("heads_ablation", sweep)
     merged = sweep.merge(scores, on=["layer", "head"])
     rho = spearman(merged["direct_effect"], merged["reading_effect_drop"])

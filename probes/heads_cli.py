@@ -18,7 +18,7 @@ def config_from_args(args: argparse.Namespace):
     return HeadsConfig(target=" ".join(str(args.target).split()), classes=classes, concepts=concepts,
                        position=args.position, size=args.size, style=args.style, mode=args.mode,
                        defend=args.defend, budget=float(args.budget), select_fraction=args.select_fraction,
-                       random_sets=args.random_sets, textspan_texts=args.textspan_texts, maps=args.maps,
+                       random_sets=args.random_sets, textspan_texts=args.textspan_texts, maps=args.maps, sweep_layers=args.sweep_layers,
                        textspan_rank=args.textspan_rank, batch_size=args.batch_size, seed=args.seed).validate()
 
 
@@ -78,6 +78,8 @@ def register(sub) -> None:
     p.add_argument("--random-sets", type=int, default=30, help="random head sets in the permutation test")
     p.add_argument("--maps", type=int, default=4,
                    help="top reading heads whose spatial maps (token contributions to the reading effect) are saved")
+    p.add_argument("--sweep-layers", type=int, default=0,
+                   help="single-head ablation sweep over the last N attention layers only (0: all; one forward per head)")
     p.add_argument("--textspan-texts", type=int, default=5, help="TextSpan texts per head")
     p.add_argument("--textspan-rank", type=int, default=0, help="TextSpan principal rank (0: full)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
