@@ -238,6 +238,7 @@ def factor_summary(table: pd.DataFrame, threshold: float) -> dict:
 
 AUDIT = Audit(
     name=NAME, config=SAEAuditConfig, run=run, contract=CONTRACT, cli="clipaudit.probes.sae_cli", plan=None,
+    page="clipaudit.dashboard.page_sae",
     description="sparse autoencoder on a layer: FVU, L0, spliced accuracy, planted-factor recall vs neurons",
     headlines=(Headline("fvu", "SAE fraction of variance unexplained"),
                Headline("planted_factor_recall", "planted factors recovered by one SAE latent",

@@ -17,7 +17,7 @@ from clipaudit.dashboard.units import KINDS, get_unit, parse_address, unit_url
 from clipaudit.runs import RunFolder
 from tests.fixtures.synthetic_runs import HOSTILE_LABEL, SyntheticModel, write_synthetic_runs
 
-from .helpers import by_id, text
+from .helpers import by_id, text, walk
 
 
 def _heads_run(root) -> None:
@@ -147,6 +147,21 @@ def test_head_and_latent_pages(store):
     assert latent.images["patch maps on its top images"] == "images/sae_patches_1.png"
     other = get_unit(store, "/unit/latent/sae-synth/0")
     assert "patch maps on its top images" not in other.images and any("--maps" in m for m in other.missing)
+
+
+def test_sae_page_sets_the_factor_recovery_beside_the_ceiling_and_links_each_latent(store):
+    from dash import dcc
+
+    tree = render_page(store, "/sae", "sae-synth", None)
+    body = text(tree)
+    assert "linear probe" in body and "Latents" in body
+    links = [n.href for n in walk(tree) if isinstance(n, dcc.Link)]
+    assert "/unit/latent/sae-synth/0" in links and "/unit/latent/sae-synth/1" in links
+    assert "/unit/latent/sae-synth/2" not in links  # latent 2 never fires
+    graphs = [n for n in walk(tree) if isinstance(n, dcc.Graph)]
+    bars = [t for g in graphs for t in g.figure.data if t.type == "bar"]
+    assert bars and list(bars[0].x) == ["colour=red", "label=pizza"]  # grouped by factor group, then name
+    assert any("sae_patches_1" in str(getattr(n, "src", "")) for n in walk(tree))
 
 
 def test_neighbour_links_walk_the_run_in_order(store):
