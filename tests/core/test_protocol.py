@@ -107,9 +107,15 @@ def test_sink_writes_declared_binary_files_atomically_and_refuses_others(tmp_pat
     assert not list((tmp_path / "r").rglob(".*.tmp"))
     with pytest.raises(ContractError, match="declares no file"):
         sink.file("sae/other.bin", b"x")
-    with pytest.raises(ValueError, match="inside the folder"):
-        run.write_bytes("../escape.bin", b"x")
-    assert not (tmp_path / "escape.bin").exists()
+    for bad in ("../escape.bin", str(tmp_path / "abs.bin")):
+        with pytest.raises(ValueError, match="inside the folder"):
+            run.write_bytes(bad, b"x")
+    assert not (tmp_path / "escape.bin").exists() and not (tmp_path / "abs.bin").exists()
+    from clipaudit.result import Result
+
+    again = RunFolder.create("sae", tmp_path / "r2", seed=0)
+    Result("sae", files={"sae/w.bin": b"ab"}).save(again)
+    assert (tmp_path / "r2" / "sae" / "w.bin").read_bytes() == b"ab"
 
 
 def test_sink_accepts_the_shared_skipped_table_and_missing_figures():

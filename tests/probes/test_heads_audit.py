@@ -51,10 +51,20 @@ def test_resnet_runs_without_a_defence(tiny_rn):
     assert result.summary["decomposition_max_rel_error"] <= 1e-4
 
 
+def test_sweep_layers_ablates_only_the_last_layers_heads_but_scores_every_head(tiny_vit, tmp_path):
+    src = toy_source(12, seed=7, kind="object", text=False)
+    result, _ = run_audit("heads", tiny_vit, src, HeadsConfig(random_sets=2, sweep_layers=2, maps=0, batch_size=16),
+                          out=tmp_path / "r", seed=0)
+    sweep, scores = result.tables["heads_ablation"], result.tables["heads_scores"]
+    assert sorted(set(sweep["layer"])) == [2, 3] and len(sweep) == 2 * 4  # toy-vit: 4 layers x 4 heads
+    assert len(scores) == 16
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--budget", "1.5"], "--budget must be a clean-accuracy drop in [0, 1], got 1.5"),
     (["--budget", "-0.1"], "--budget must be a clean-accuracy drop in [0, 1]"),
     (["--n-images", "0"], "--n-images must be >= 1"),
+    (["--sweep-layers", "-1"], "--sweep-layers must be >= 0 (0: all layers), got -1"),
 ])
 def test_bad_flags_fail_in_one_line_before_any_model_work(argv, message, capsys, tmp_path):
     code = main(["heads", "--model", "toy-vit", "--out", str(tmp_path / "r"), *argv])

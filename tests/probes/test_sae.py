@@ -333,3 +333,55 @@ def test_patch_maps_hold_each_latents_codes_on_the_patches_of_its_top_images(arc
         if rank == 0:
             col = p.codes[:, j].toarray().ravel()
             assert p.ids[int(col.argmax())] == image_id
+
+
+def test_rows_seen_counts_every_ranks_rows_towards_dead_latents():
+    sae = SparseAutoencoder(6, SAEConfig(latents=8, k=1))
+    x = torch.randn(5, 6)
+    fired_since = torch.zeros(8, dtype=torch.long)
+    training_loss(sae, x, fired_since, rows_seen=15)
+    fired = (sae.encode(x) > 0).any(0)
+    assert (fired_since[~fired] == 15).all() and (fired_since[fired] == 0).all()
+    training_loss(sae, x, fired_since)  # default: this batch's rows
+    assert (fired_since[~fired] == 20).all()
+
+
+def test_patch_maps_list_every_top_image_of_every_firing_latent(tiny_vit):
+    from clipaudit.hooks import resolve_layer, run_with_cache
+    from clipaudit.probes.sae_metrics import measure, patch_maps, top_positions
+
+    layer = resolve_layer(tiny_vit, "penultimate")
+    sae, src = _tiny_sae(tiny_vit, layer, tokens="all")
+    p = measure(tiny_vit, src, layer, sae, "all")
+    maps = patch_maps(tiny_vit, src, layer, sae, p, top=12)
+    tops = top_positions(p, 12).numpy()
+    pixels = torch.cat([b.pixels for b in src.batches(tiny_vit, 48)])
+    _, cache = run_with_cache(tiny_vit, pixels, layer)
+    codes = sae.encode(rows_of(cache[layer.path], layer, "all")).detach().view(len(pixels), -1, sae.n_latents)
+    # hand: every (latent, rank) whose top image has a nonzero code on some patch (CLS left out),
+    # source position 0 included
+    expected = {(int(j), rank) for j in np.flatnonzero(p.fire_counts > 0) for rank, pos in enumerate(tops[j])
+                if pos >= 0 and (codes[pos, 1:, j] > 0).any()}
+    got = {(int(j), int(r)) for j, r in zip(maps["latent"], maps["rank"])}
+    assert got == expected
+    assert any(tops[j, r] == 0 for j, r in expected)  # the first image is among some latent's top images
+
+
+def test_patch_overlay_puts_the_heat_where_the_patch_is(monkeypatch, tiny_vit):
+    from clipaudit.probes import attribution, sae_metrics
+    from clipaudit.data import toy_source
+
+    src = toy_source(2, seed=3)
+    image_id = str(src.items["id"].iloc[0])
+    maps = pd.DataFrame({"latent": [5], "rank": [0], "id": [image_id], "row": [0], "col": [3], "activation": [2.0]})
+    seen = {}
+
+    def fake_overlay(pixels, heat, **kw):
+        seen["heat"] = heat
+        return ["img"]
+    monkeypatch.setattr(attribution, "overlay", fake_overlay)
+    out = sae_metrics.patch_overlays(tiny_vit, src, maps, [5], (4, 4))
+    assert out == {5: ["img"]}
+    heat = seen["heat"][0, 0]
+    s = heat.shape[-1] // 4
+    assert heat[:s, 3 * s:].min() == 2.0 and heat[:, :3 * s].abs().sum() == 0 and heat[s:].abs().sum() == 0

@@ -38,7 +38,7 @@ def _worker(rank: int, world: int, out: str) -> None:
                 world_size=world)
     torch.save({"state": sae.state_dict(), "seen": sorted(set(seen)), "fvu": p.fvu, "l0": p.l0,
                 "codes": p.codes.toarray(), "ids": p.ids, "clean": p.clean_correct, "spliced": p.spliced_correct,
-                "neurons": p.neurons}, f"{out}.{rank}")
+                "neurons": p.neurons, "fires": p.fire_counts, "dead": p.dead_fraction}, f"{out}.{rank}")
 
 
 def test_two_process_sae_shards_the_images_trains_one_sae_and_merges_the_pass(tiny_rn, tmp_path):
@@ -67,8 +67,32 @@ def test_two_process_sae_shards_the_images_trains_one_sae_and_merges_the_pass(ti
         assert np.allclose(r["neurons"], ref.neurons, atol=1e-5)
         assert np.array_equal(r["clean"], ref.clean_correct) and np.array_equal(r["spliced"], ref.spliced_correct)
         assert abs(r["fvu"] - ref.fvu) < 1e-5 and abs(r["l0"] - ref.l0) < 1e-9
+        assert np.array_equal(r["fires"], ref.fire_counts) and r["dead"] == ref.dead_fraction
     # and it learns the layer as well as one process trained on all images
     one, _ = train_sae(lambda: (r for r, _ in activation_rows(tiny_rn, src, layer, "mean", 8)), layer.n_neurons,
                        SAEConfig(**CFG))
     single = measure(tiny_rn, src, layer, one, "mean")
     assert ref.fvu < 1.5 * single.fvu + 0.02
+
+
+def _sync_worker(rank: int, world: int, out: str) -> None:
+    from clipaudit.probes.sae import SAEConfig, SparseAutoencoder, _sync_step
+
+    sae = SparseAutoencoder(4, SAEConfig(latents=3, k=1, variant="batchtopk"))
+    for p in sae.parameters():
+        p.grad = torch.full_like(p, float(rank + 1))
+    sae.threshold.fill_(2.0 + 2 * rank)
+    fired_since = torch.tensor([0, 100, 50]) if rank == 0 else torch.tensor([100, 100, 0])
+    _sync_step(sae, fired_since, world)
+    torch.save({"grads": [p.grad.clone() for p in sae.parameters()], "threshold": float(sae.threshold),
+                "fired_since": fired_since}, f"{out}.{rank}")
+
+
+def test_sync_step_averages_gradients_takes_a_latent_as_fired_on_any_rank_and_averages_the_threshold(tmp_path):
+    out = str(tmp_path / "sync")
+    run_local_group(_sync_worker, 2, out)
+    for r in (0, 1):
+        got = torch.load(f"{out}.{r}", weights_only=False)
+        assert all(torch.allclose(g, torch.full_like(g, 1.5)) for g in got["grads"])  # (1 + 2) / 2
+        assert got["threshold"] == 3.0  # (2 + 4) / 2
+        assert got["fired_since"].tolist() == [0, 100, 0]  # fired on either rank -> 0
