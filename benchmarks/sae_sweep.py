@@ -5,7 +5,7 @@ planted-factor recall of SAE latents vs neurons vs a linear probe (Wilson CIs), 
 activation control, the causal edits (typographic success, crime-word ratio, hair control), and
 then the "beat the neurons" sweep over layers, variants and sizes.
 
-    python benchmarks/sae_sweep.py [--quick] [--skip-edits] [--skip-sweep]
+    python benchmarks/sae_sweep.py [--quick] [--skip-edits] [--skip-sweep] [--skip-base] [--only "toy-vit block"]
 """
 from __future__ import annotations
 
@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--n-train", type=int, default=20000)
     ap.add_argument("--n-eval", type=int, default=8000)
+    ap.add_argument("--only", default="", help="sweep only the grid rows whose 'model layer tokens' contains this")
+    ap.add_argument("--skip-base", action="store_true", help="skip the toy-rn base report (start at the sweep)")
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     n_train, n_eval = (2000, 1500) if args.quick else (args.n_train, args.n_eval)
@@ -129,6 +131,13 @@ def main() -> None:
     train_src, eval_src = toy_source(n_train, seed=777), toy_source(n_eval, seed=99)
     rn = load_model("toy-rn", device=device)
     layer = resolve_layer(rn, "penultimate")
+    if not args.skip_base:
+        base_report(args, rn, layer, train_src, eval_src, steps, device)
+    if not args.skip_sweep:
+        sweep(args, rn, train_src, eval_src, steps, device)
+
+
+def base_report(args, rn, layer, train_src, eval_src, steps, device) -> None:
     t = time.time()
     x = collect(rn, train_src, layer, "mean")
     print(f"device {device}; collected {tuple(x.shape)} toy-rn penultimate rows in {time.time() - t:.1f}s")
@@ -150,8 +159,9 @@ def main() -> None:
     print(f"control (columns permuted across images): SAE recall {fmt_recall(cs, 'planted_factor_recall')}")
     if not args.skip_edits:
         edits(rn, layer, sae, "mean", p, eval_src.items, args.quick)
-    if args.skip_sweep:
-        return
+
+
+def sweep(args, rn, train_src, eval_src, steps, device) -> None:
     vit = load_model("toy-vit", device=device)
     rows = []
     grid = [(rn, "toy-rn", "penultimate", "mean"), (rn, "toy-rn", "penultimate", "all"), (rn, "toy-rn", "block:2", "mean"),
@@ -160,6 +170,8 @@ def main() -> None:
     variants = [("topk", 4096, 32), ("topk", 4096, 16), ("topk", 1024, 32), ("batchtopk", 4096, 32),
                 ("matryoshka", 4096, 32)]
     for model, mname, lname, tokens in grid:
+        if args.only and args.only not in f"{mname} {lname} {tokens}":
+            continue
         lay = resolve_layer(model, lname)
         xs = collect(model, train_src, lay, tokens)
         for i, (variant, m, k) in enumerate(variants):
