@@ -1,29 +1,32 @@
 """The SAE goals of the issue on the shipped toy-rn's penultimate layer (pooled layer4, 512 channels).
 
-One TopK SAE is trained here, on scenes the measuring images are not drawn from, and scored
-against the toy world's planted truth. Goals the trained toy misses are strict xfails carrying
-the measured figure (see the closing notes); the thresholds are the issue's, never lowered.
+The SAEs measured here are trained by ``tests/fixtures/toy_sae/make.py`` (a TopK SAE, 4096
+latents, k = 32, on 20k scenes, and the same SAE trained on column-permuted rows as the control),
+too slow to train inside the suite; they are re-measured here on scenes they were not trained on
+and scored against the toy world's planted truth. Goals the trained toy misses are strict xfails
+carrying the measured figure; the thresholds are the issue's, never lowered.
 
 Expected values are the issue's goals and the world's recorded facts (every scene's class,
 colour, word, skin tone, hair...), not the code's own output.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-import torch
 
 from clipaudit.data import toy_source
 from clipaudit.hooks import resolve_layer
 from clipaudit.probes import planted
-from clipaudit.probes.sae import SAEConfig, activation_rows, train_sae
+from clipaudit.probes.sae import load_sae_run
 from clipaudit.probes.sae_audit import factor_summary, factor_table
 from clipaudit.probes.sae_edit import LatentEdit, edited
 from clipaudit.probes.sae_metrics import measure
 from clipaudit.toy.world import OBJECT_CLASSES
 
-CONFIG = SAEConfig(latents=1024, k=32, steps=400, batch_size=1024, dead_after=50_000, seed=0)
-N_TRAIN, N_EVAL = 12000, 3000
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "toy_sae"
+N_EVAL = 3000
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +35,9 @@ def layer(toy_rn):
 
 
 @pytest.fixture(scope="module")
-def train_rows(toy_rn, layer):
-    src = toy_source(N_TRAIN, seed=777)
-    return torch.cat([r for r, _ in activation_rows(toy_rn, src, layer, "mean", 256)])
-
-
-def _train(rows: torch.Tensor):
-    sae, _ = train_sae(lambda: iter(rows.split(4096)), rows.shape[1], CONFIG)
-    return sae
-
-
-@pytest.fixture(scope="module")
-def trained(toy_rn, layer, train_rows):
-    sae = _train(train_rows)
-    src = toy_source(N_EVAL, seed=99)
+def trained(toy_rn, layer):
+    sae, _ = load_sae_run(FIXTURES / "real", model=toy_rn, layer=layer)  # refuses other weights or layers
+    src = toy_source(N_EVAL, seed=99)  # the SAEs were trained on toy_source(20000, seed=777)
     p = measure(toy_rn, src, layer, sae, "mean", classes=list(OBJECT_CLASSES))
     table = factor_table(p, planted.planted_factors(src.items, 20), sae.n_latents)
     return sae, src, p, table, factor_summary(table, 0.9)
@@ -71,22 +63,22 @@ def test_factor_table_sets_sae_neurons_and_the_linear_probe_side_by_side(trained
     assert lo <= s["planted_factor_recall"] <= hi
 
 
-@pytest.mark.xfail(strict=True, reason="issue goal: SAE recall >= 0.65 on toy-rn penultimate; measured 0.54 "
-                                       "[0.43, 0.65] (4096 latents, k=32, 600 steps, 20k scenes) and lower here; "
-                                       "colours, skin tones, age and hair have no single latent")
+@pytest.mark.xfail(strict=True, reason="issue goal: SAE recall >= 0.65 on toy-rn penultimate; measured 0.589 "
+                                       "[0.46, 0.71] over 56 factors on these 3000 scenes, against neurons 0.696 and "
+                                       "the linear probe 0.982; colours, skin tones, age and hair have no single latent")
 def test_topk_sae_recovers_most_planted_factors(trained):
     _, _, _, _, s = trained
     assert s["planted_factor_recall"] >= 0.65
 
 
-def test_sae_trained_on_permuted_activations_recovers_almost_nothing(toy_rn, layer, train_rows, trained):
-    g = torch.Generator().manual_seed(123)  # each column shuffled on its own: marginals kept, structure gone
-    permuted = torch.stack([c[torch.randperm(len(c), generator=g)] for c in train_rows.t()], 1)
-    sae = _train(permuted)
+def test_sae_trained_on_permuted_activations_recovers_almost_nothing(toy_rn, layer, trained):
+    sae, _ = load_sae_run(FIXTURES / "permuted", model=toy_rn, layer=layer)
     _, src, _, _, _ = trained
     p = measure(toy_rn, src, layer, sae, "mean")
-    s = factor_summary(factor_table(p, planted.planted_factors(src.items, 20), sae.n_latents), 0.9)
-    assert s["planted_factor_recall"] < 0.1
+    latents = planted.score_units(planted.sparse_units(p.codes), planted.planted_factors(src.items, 20),
+                                  sae.n_latents, 0, "latent")
+    recall, _, _ = planted.recall(latents["latent_auroc"], 0.9)
+    assert recall < 0.1
 
 
 def _top_latents(p, items, domain, positive, n):
@@ -146,9 +138,9 @@ def test_suppressing_hair_latents_leaves_the_planted_tone_bias_in_place(bias_edi
     assert bias_edits["hair"][1] > 1  # control: editing hair leaves it there
 
 
-@pytest.mark.xfail(strict=True, reason="issue goal missed on toy-rn: no latent separates skin tone (best held-out "
-                                       "AUROC ~0.65), so suppressing the 4 most tone1-tied latents does not move the "
-                                       "crime-word ratio's CI down to include 1")
+@pytest.mark.xfail(strict=True, reason="issue goal missed on toy-rn: no latent separates skin tone (best AUROC "
+                                       "0.63 among people), and suppressing the 4 most tone1-tied latents moves the "
+                                       "crime-word ratio from 6.42 [4.42, 9.31] to 7.98 [5.14, 12.39], away from 1")
 def test_suppressing_the_planted_tones_latents_moves_its_ratio_toward_one(bias_edits):
     ratio, lo, _ = bias_edits["tone"]
     assert ratio < bias_edits["none"][0] and lo <= 1.0
