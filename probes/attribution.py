@@ -107,12 +107,18 @@ def overlay(pixels: torch.Tensor, attributions: torch.Tensor, alpha: float = 0.7
     return out
 
 
-def strip(images: Sequence[Image.Image], scale: int = 2) -> Image.Image:
-    """Images side by side (each upscaled ``scale`` times) as one PNG-ready image."""
+def strip(images: Sequence[Image.Image], scale: int = 2, title: str | None = None) -> Image.Image:
+    """Images side by side (each upscaled ``scale`` times) as one PNG-ready image, under a one-line
+    ``title`` (the unit's id and label) when given."""
     if not images:
         return Image.new("RGB", (1, 1))
     w, h = images[0].size
-    out = Image.new("RGB", (w * scale * len(images), h * scale), "white")
+    top = 16 if title else 0
+    out = Image.new("RGB", (w * scale * len(images), h * scale + top), "white")
     for i, im in enumerate(images):
-        out.paste(im.resize((w * scale, h * scale), Image.NEAREST), (i * w * scale, 0))
+        out.paste(im.resize((w * scale, h * scale), Image.NEAREST), (i * w * scale, top))
+    if title:
+        from PIL import ImageDraw
+
+        ImageDraw.Draw(out).text((3, 2), title, fill="black")
     return out

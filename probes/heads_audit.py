@@ -207,7 +207,8 @@ def run(model, source: ImageSource, config: HeadsConfig, sink) -> Result:
     maps, overlays = token_maps(model, head, ts, chosen)
     sink.table("heads_token_maps", maps)
     for (l, h), ims in overlays.items():
-        sink.image(f"head_map_{l}_{h}", strip(ims))
+        sink.image(f"head_map_{l}_{h}", strip(ims, title=f"head {l}.{h}: contribution to logit({config.target}) "
+                                                         "- logit(true class)"))
     sink.summary(decomposition_max_rel_error=float(err), n_images=int(len(pixels)), n_layers=int(layers),
                  n_heads=int(per_layer), target=config.target, faithfulness_spearman=float(rho),
                  ablation_mode=config.mode,

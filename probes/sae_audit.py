@@ -200,13 +200,20 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
             sink.table("sae_factors", table)
             sink.summary(factor_summary(table, config.recall_threshold))
             best = [int(v) for v in table.sort_values("latent_auroc", ascending=False)["latent"]]
-    _patches(model, source, layer, sae, p, config, best, sink)
+    named = {int(r.latent): str(r.label) for r in latents.itertuples()
+             if isinstance(getattr(r, "label", None), str) and r.label}
+    if "sae_factors" in sink.result.tables:  # a planted factor names its best latent
+        for r in sink.result.tables["sae_factors"].sort_values("latent_auroc").itertuples():
+            named[int(r.latent)] = f"{r.factor} (AUROC {r.latent_auroc:.2f})"
+    _patches(model, source, layer, sae, p, config, best, named, sink)
     return sink.result
 
 
-def _patches(model, source, layer, sae, p, config: SAEAuditConfig, first: list[int], sink) -> None:
+def _patches(model, source, layer, sae, p, config: SAEAuditConfig, first: list[int], labels: dict[int, str],
+             sink) -> None:
     """Patch maps of a ``tokens=all`` SAE: the table for every firing latent, PNGs for ``maps`` of
-    them (the planted factors' best latents first, then by maximum activation)."""
+    them (the planted factors' best latents first, then by maximum activation), titled with the
+    latent's id and label."""
     grid = patch_grid(layer, rows_per_image(layer, sae.config.tokens))
     if grid is None:
         return
@@ -217,7 +224,8 @@ def _patches(model, source, layer, sae, p, config: SAEAuditConfig, first: list[i
     from clipaudit.probes.attribution import strip
 
     for j, images in patch_overlays(model, source, maps, chosen, grid[1:]).items():
-        sink.image(f"sae_patches_{j}", strip(images))
+        name = labels.get(j, "")
+        sink.image(f"sae_patches_{j}", strip(images, title=f"latent {j}" + (f": {name}" if name else "")))
 
 
 def factor_table(p, factors, n_latents: int, seed: int = 0) -> pd.DataFrame:

@@ -116,6 +116,10 @@ def test_tokens_all_on_a_vit_layer_writes_patch_maps_profiles_and_pngs(tmp_path)
     pngs = sorted(out.glob("images/sae_patches_*.png"))
     assert len(pngs) == 3
     assert {int(p.stem.rsplit("_", 1)[1]) for p in pngs} <= set(patches["latent"])
+    from PIL import Image
+
+    w, h = Image.open(pngs[0]).size
+    assert h == 2 * 64 + 16 and w % (2 * 64) == 0  # the strip of 64 px images upscaled twice, under its title line
     latents = pd.read_csv(out / "sae_latents.csv", keep_default_na=False)
     hist = pd.read_csv(out / "sae_latent_histogram.csv")
     n = json.loads((out / "summary.json").read_text())["sae"]["n_images"]
