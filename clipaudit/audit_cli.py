@@ -163,6 +163,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     print(with_ci.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for audit, why in left_out(table).items():
         print(f"left out: {audit}: {why}")
+    from clipaudit.runs import open_run
+
+    for label, path in (("a", args.run_a), ("b", args.run_b)):  # an edited model is not its checkpoint
+        for edit in open_run(expand_out(path)).manifest.get("interventions") or []:
+            print(f"note: run {label} is an edited model ({edit.get('kind')}: {edit.get('spec')})")
     if args.to:
         print(f"written to {args.to}")
     return 0

@@ -121,6 +121,9 @@ def model_from_args(args: argparse.Namespace):
         print(f"WARNING: {model.name} has RANDOM-INIT weights; results describe no trained CLIP",
               file=sys.stderr)
     model.interventions = interventions_from_args(model, args)
+    for edit in model.interventions:
+        print(f"NOTE: edited model ({edit.kind}: {edit.spec}); results describe the edit, not the checkpoint",
+              file=sys.stderr)
     return model
 
 
@@ -142,10 +145,11 @@ def interventions_from_args(model, args: argparse.Namespace) -> list:
         out.append(Intervention("ablate_heads", f"{args.ablate_heads} ({mask.mode}: {mask.label()})",
                                 lambda: ablate_heads(model, mask)))
     if getattr(args, "sae_edit", None):
-        from clipaudit.probes.sae_edit import parse_edit_spec, sae_edit_from_spec
+        from clipaudit.probes.sae_edit import prepare_sae_edit, sae_edit_from_spec
 
-        spec = parse_edit_spec(args.sae_edit)
-        out.append(Intervention("sae_edit", args.sae_edit, lambda: sae_edit_from_spec(model, spec)))
+        prepared = prepare_sae_edit(model, args.sae_edit)  # loaded and checked before any run folder exists
+        out.append(Intervention("sae_edit", prepared.describe(args.sae_edit),
+                                lambda: sae_edit_from_spec(model, prepared)))
     return out
 
 

@@ -85,6 +85,9 @@ def run_banner(view: RunView) -> html.Div:
                                   f"weights {m['weights_hash'][:12] or '?'}", className="run-model")]
     if m["random_init"]:
         parts.append(html.Span("RANDOM-INIT WEIGHTS: these numbers describe no trained CLIP", className="badge-danger"))
+    for edit in view.manifest.get("interventions") or []:  # shown as text: the spec is user input
+        parts.append(html.Span(f"EDITED MODEL ({edit.get('kind')}: {edit.get('spec')}): not the checkpoint as "
+                               "published", className="badge-warn"))
     status = view.manifest.get("status")
     if status != "complete":
         parts.append(html.Span(f"status: {status} — results may be incomplete", className="badge-warn"))

@@ -58,9 +58,11 @@ def latent_links(store: RunStore, view: RunView, latents: pd.DataFrame, factors:
     """The most-firing latents as links to their pages, with the factor each is best for (if any)
     and its SoftWPMI label. Label text is shown as text, never as markup."""
     run = store.run_name(view)
-    best_for = {} if factors is None else factors.groupby("latent")["factor"].apply(", ".join).to_dict()
+    threshold = float((view.summary.get("sae") or {}).get("recall_threshold", 0.9))
+    recovered = None if factors is None else factors[factors["latent_auroc"] >= threshold]
+    best_for = {} if recovered is None else recovered.groupby("latent")["factor"].apply(", ".join).to_dict()
     shown = latents[latents["fire_rate"] > 0].sort_values("fire_rate", ascending=False).head(LIST_ROWS)
-    rows = [html.Tr([html.Th(h) for h in ("latent", "fires on", "max", "best latent for", "label")])]
+    rows = [html.Tr([html.Th(h) for h in ("latent", "fires on", "max", "recovers (planted factor)", "label")])]
     for r in shown.itertuples():
         rows.append(html.Tr([html.Td(dcc.Link(str(int(r.latent)), href=unit_url("latent", run, (str(int(r.latent)),)))),
                              html.Td(f"{r.fire_rate:.1%}"), html.Td(fmt_num(r.max_activation)),

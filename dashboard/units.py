@@ -336,8 +336,13 @@ register(UnitKind("head", "heads", ("layer", "head"), _head_index, _head_read))
 
 # ------------------------------------------------------------------------------ SAE latents
 
-def _latent_factors(store: RunStore, view: RunView) -> pd.DataFrame | None:
+def _latent_factors(store: RunStore, view: RunView, recovered: bool = True) -> pd.DataFrame | None:
+    """The planted factors whose best latent each latent is; with ``recovered`` only those it
+    recovers (held-out AUROC at the run's recall threshold): only these name a latent, a weaker
+    best match is no label."""
     f = store.table(view, "sae_factors")
+    if recovered and f is not None and "latent_auroc" in f:
+        f = f[f["latent_auroc"] >= float((view.summary.get("sae") or {}).get("recall_threshold", 0.9))]
     if f is None or f.empty or "latent" not in f:
         return None
     return f.sort_values("latent_auroc", ascending=False)
@@ -382,11 +387,15 @@ def _latent_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Un
     tops = _split(str(r.get("top_images") or ""))
     if tops:
         unit.tables["top examples"] = pd.DataFrame({"rank": range(len(tops)), "id": tops})
+    f = _latent_factors(store, view, recovered=False)
+    if f is not None:
+        part = f[f["latent"] == latent]
+        if not part.empty:
+            unit.tables["planted factors (this latent is the best single unit for them)"] = part.reset_index(drop=True)
     f = _latent_factors(store, view)
     if f is not None:
         part = f[f["latent"] == latent]
         if not part.empty:
-            unit.tables["planted factors"] = part.reset_index(drop=True)
             unit.labels = [(str(x["factor"]), float(x["latent_auroc"])) for _, x in part.iterrows()]
             unit.label = unit.labels[0][0]
     if not unit.labels and isinstance(r.get("label"), str) and r.get("label"):  # SoftWPMI, latents as units
@@ -407,6 +416,9 @@ def _latent_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Un
     elif store.table(view, "sae_latent_patches") is not None:
         unit.missing.append(f"patch-map picture: drawn for the first --maps latents only; the table above has "
                             f"latent {latent}'s patch codes")
+    if "patch maps (code per patch of its top images)" in unit.tables:
+        unit.missing.append("patch maps leave out the CLS token; the image-level code (max activation, top images) "
+                            "is the maximum over every token, CLS included")
     unit.missing.append("feature visualisation and attribution: the SAE audit records none per latent")
     return unit
 

@@ -75,7 +75,8 @@ CONTRACT = AuditContract(
         SummaryKey("attack_success_ci", "list", "its 95% Wilson CI"),
         SummaryKey("attacked_accuracy", "float", "accuracy on attacked images, unablated (report images)", True),
         SummaryKey("faithfulness_spearman", "float", "Spearman between heads' direct effects and single-head "
-                   "ablation effects on the reading effect"),
+                   "ablation effects on the reading effect (over the heads swept)"),
+        SummaryKey("n_swept_heads", "int", "heads in the single-head ablation sweep (all, or --sweep-layers')"),
         SummaryKey("top_reading_heads", "list", "heads by typographic score, best first (layer.head)"),
         SummaryKey("defended_clean_accuracy", "float", "with the defence's heads ablated (report images)"),
         SummaryKey("defended_attack_success_rate", "float", "with the defence's heads ablated (report images)"),
@@ -156,6 +157,14 @@ class HeadsConfig:
         return TextStyle(style=self.style, size=self.size, position=self.position)
 
 
+def check_sweep_layers(model, sweep_layers: int) -> None:
+    """Refuse ``--sweep-layers`` beyond the model's attention layers, naming how many it has."""
+    layers = len({l for l, _ in all_heads(model)})
+    if sweep_layers > layers:
+        raise ClipauditError(f"--sweep-layers {sweep_layers}: {model.name} has {layers} attention layer(s); "
+                             f"pass 1..{layers}, or 0 for all")
+
+
 def _load(model, source: ImageSource, batch_size: int, progress) -> tuple[torch.Tensor, list[str]]:
     pixels, labels = [], []
     n_batches = (len(source) + batch_size - 1) // batch_size
@@ -190,6 +199,7 @@ def run(model, source: ImageSource, config: HeadsConfig, sink) -> Result:
     base_mask = HeadMask(all_heads(model), config.mode, means, model.name, model.weights_hash)
     scores = reading_scores(model, ts, bs).merge(reading_attribution(model, head, ts, bs), on=["layer", "head"])
     sink.table("heads_scores", scores)
+    check_sweep_layers(model, config.sweep_layers)
     swept = all_heads(model)
     if config.sweep_layers:
         last = sorted({l for l, _ in swept})[-config.sweep_layers:]
@@ -209,6 +219,7 @@ def run(model, source: ImageSource, config: HeadsConfig, sink) -> Result:
     for (l, h), ims in overlays.items():
         sink.image(f"head_map_{l}_{h}", strip(ims, title=f"head {l}.{h}: contribution to logit({config.target}) "
                                                          "- logit(true class)"))
+    sink.summary(n_swept_heads=int(len(swept)))
     sink.summary(decomposition_max_rel_error=float(err), n_images=int(len(pixels)), n_layers=int(layers),
                  n_heads=int(per_layer), target=config.target, faithfulness_spearman=float(rho),
                  ablation_mode=config.mode,

@@ -26,18 +26,21 @@ def _cmd(args: argparse.Namespace) -> int:
     from clipaudit.cli import model_from_args, progress
     from clipaudit.data import open_source
     from clipaudit.probes.decompose import n_heads
+    from clipaudit.probes.heads_audit import check_sweep_layers
     from clipaudit.runner import run_audit
 
     cfg = config_from_args(args)
     model = model_from_args(args)
     n_heads(model)  # a tower without heads fails here, naming its layers
+    check_sweep_layers(model, cfg.sweep_layers)
     source = open_source(args.images, n=args.n, seed=1234 + cfg.seed, kind="object", text=False)
     result, run = run_audit("heads", model, source, cfg, out=args.out, seed=cfg.seed, progress=progress)
     s = result.summary
     print(f"heads: {s['n_layers']} attention layer(s) x {s['n_heads']} heads of {model.name}; decomposition "
           f"max relative error {s['decomposition_max_rel_error']:.1e} over {s['n_images']} images")
+    swept = f" over the {s['n_swept_heads']} heads swept (--sweep-layers {cfg.sweep_layers})" if cfg.sweep_layers else ""
     print(f"  reading heads (typographic score): {', '.join(s['top_reading_heads'])}; faithfulness Spearman "
-          f"{s['faithfulness_spearman']:.2f}")
+          f"{s['faithfulness_spearman']:.2f}{swept}")
     print(f"  {cfg.target!r} written: success {s['attack_success_rate']:.3f}, clean accuracy {s['clean_accuracy']:.3f}, "
           f"attacked accuracy {s['attacked_accuracy']:.3f}")
     if cfg.defend:

@@ -508,7 +508,8 @@ def load_sae_run(run_dir, model=None, layer: Layer | str | None = None,
                                          and meta["weights_hash"] != model.weights_hash):
             raise ClipauditError(f"the SAE in {str(root)!r} was trained on model {meta.get('model')!r} "
                                  f"(weights {meta.get('weights_hash')}), not on {name!r} "
-                                 f"(weights {getattr(model, 'weights_hash', None)}); train one with `clipaudit sae`")
+                                 f"(weights {getattr(model, 'weights_hash', None)}); pass --model {meta.get('model')} with its "
+                                 "weights, or train an SAE for this model with `clipaudit sae`")
         if layer is not None:
             lay = layer if isinstance(layer, Layer) else resolve_layer(model, layer)
             if meta.get("layer") != lay.path:

@@ -71,6 +71,9 @@ CONTRACT = AuditContract(
         SummaryKey("variant", "str", "topk | batchtopk | matryoshka"),
         SummaryKey("tokens", "str", "rows per image: mean | cls | all"),
         SummaryKey("loaded_from", "str", "run folder the SAE was loaded from (--load)"),
+        SummaryKey("loaded_weights_sha256", "str", "SHA-256 of the loaded SAE's weights file (--load)"),
+        SummaryKey("measured_on_training_images", "bool", "the figures are measured on the SAE's own training "
+                   "images (in-sample; None: unknown)"),
         SummaryKey("fvu", "float", "fraction of variance unexplained", True),
         SummaryKey("l0", "float", "mean active latents per row", True),
         SummaryKey("dead_fraction", "float", "share of latents never active on the source", True),
@@ -134,9 +137,9 @@ def check_inputs(model, source, config: SAEAuditConfig):
         config.sae.validate()
     layer = resolve_layer(model, config.layer)
     check_layer_tokens(layer, config.sae.tokens)
-    if config.load is None and len(source) < MIN_IMAGES:
-        raise ClipauditError(f"{len(source)} images are too few to train an SAE on {layer.path}; "
-                             f"pass at least {MIN_IMAGES} (--images toy:N or a larger folder)")
+    if len(source) < MIN_IMAGES:
+        raise ClipauditError(f"{len(source)} images are too few to {'measure' if config.load else 'train'} an SAE "
+                             f"on {layer.path}; pass at least {MIN_IMAGES} (--images toy:N or a larger folder)")
     for name, value, low in (("--bins", config.bins, 1), ("--patch-top", config.patch_top, 1), ("--maps", config.maps, 0)):
         if value < low:
             raise ClipauditError(f"{name} must be >= {low}, got {value}")
@@ -145,11 +148,26 @@ def check_inputs(model, source, config: SAEAuditConfig):
     return layer
 
 
-def run(model, source, config: SAEAuditConfig, sink) -> Result:
+def same_images(trained_on: dict | None, data: dict | None) -> bool | None:
+    """Whether the measuring images are the SAE's training images (None: unknown). Toy scenes
+    ``toy:N`` of one seed are the same scenes in the same order whatever N, so one seed and one
+    image spec means the same images (or a prefix of them)."""
+    if not trained_on or not data or "images" not in trained_on or "images" not in data:
+        return None
+    base = lambda spec: str(spec).split(":")[0] if str(spec).startswith("toy") else str(spec)
+    return base(trained_on["images"]) == base(data["images"]) and trained_on.get("seed") == data.get("seed")
+
+
+def run(model, source, config: SAEAuditConfig, sink, data: dict | None = None) -> Result:
     """Train or load the SAE, measure it, write its tables and summary (see module doc).
 
     Under torchrun (a ``torch.distributed`` group) collection, training and the measuring pass
     are data-parallel; every rank ends with the same SAE and pass, and the caller writes on rank 0.
+
+    Args:
+        data: how ``source`` was opened (the CLI's ``images``, ``n_images``, ``seed``): saved with
+            a trained SAE as ``trained_on``, and compared with it when loading, so the summary
+            says whether the figures are measured on the SAE's own training images.
 
     Raises:
         ClipauditError: bad SAE settings, too few images, an unknown layer, a ``load`` folder with
@@ -159,8 +177,9 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
     device = getattr(model, "device", "cpu")
     rank, world = distributed_context()  # torchrun: each rank collects its shard; training averages gradients
     if config.load is not None:
-        sae, _meta = load_sae_run(config.load, model=model, layer=layer, device=device)
+        sae, meta = load_sae_run(config.load, model=model, layer=layer, device=device)
         sink.log(f"loaded the SAE from {config.load}")
+        in_sample = same_images(meta.get("trained_on"), data)
     else:
         cfg = config.sae
         sink.log(f"training a {cfg.variant} SAE ({cfg.latents} latents, k={cfg.k}) on {layer.path}, "
@@ -168,8 +187,11 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
         sae, log = train_sae(lambda: (r for r, _ in activation_rows(model, source, layer, cfg.tokens, cfg.image_batch,
                                                                     rank=rank, world_size=world)),
                              layer.n_neurons, cfg, device=device, progress=sink.progress)
-        sink.file(WEIGHTS, sae_bytes(sae))
-        sink.file(CONFIG, json.dumps(sae_meta(sae, model, layer), indent=2).encode())
+        weights = sae_bytes(sae)
+        sink.file(WEIGHTS, weights)
+        meta = sae_meta(sae, model, layer) | ({"trained_on": dict(data)} if data else {})
+        sink.file(CONFIG, json.dumps(meta, indent=2).encode())
+        in_sample = True
         sink.table("sae_training", pd.DataFrame(log.steps, columns=["step", "mse", "aux", "l0", "dead"]))
     tokens = sae.config.tokens
     classes = _classes(source, config)
@@ -186,7 +208,12 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
                "variant": sae.config.variant, "tokens": tokens, "fvu": p.fvu, "l0": p.l0,
                "dead_fraction": p.dead_fraction, "recall_threshold": config.recall_threshold}
     if config.load is not None:
+        import hashlib
+
+        from pathlib import Path
         summary["loaded_from"] = str(config.load)
+        summary["loaded_weights_sha256"] = hashlib.sha256((Path(config.load) / WEIGHTS).read_bytes()).hexdigest()
+    summary["measured_on_training_images"] = in_sample
     if p.clean_correct is not None and len(p.clean_correct):
         summary.update(clean_accuracy=float(p.clean_correct.mean()), spliced_accuracy=float(p.spliced_correct.mean()),
                        n_accuracy_images=int(len(p.clean_correct)))
@@ -202,9 +229,10 @@ def run(model, source, config: SAEAuditConfig, sink) -> Result:
             best = [int(v) for v in table.sort_values("latent_auroc", ascending=False)["latent"]]
     named = {int(r.latent): str(r.label) for r in latents.itertuples()
              if isinstance(getattr(r, "label", None), str) and r.label}
-    if "sae_factors" in sink.result.tables:  # a planted factor names its best latent
+    if "sae_factors" in sink.result.tables:  # a planted factor it recovers names a latent
         for r in sink.result.tables["sae_factors"].sort_values("latent_auroc").itertuples():
-            named[int(r.latent)] = f"{r.factor} (AUROC {r.latent_auroc:.2f})"
+            if r.latent_auroc >= config.recall_threshold:
+                named[int(r.latent)] = f"{r.factor} (AUROC {r.latent_auroc:.2f})"
     _patches(model, source, layer, sae, p, config, best, named, sink)
     return sink.result
 

@@ -6,7 +6,8 @@ import argparse
 from clipaudit.cli import add_command, model_from_args, progress
 
 EXAMPLE = ("clipaudit sae --layer penultimate --images toy:20000 --latents 4096 --k 32 --out runs/sae-toy\n"
-           "  clipaudit sae --load runs/sae-toy --images toy:4000 --out runs/sae-toy-eval\n"
+           "  clipaudit sae --load runs/sae-toy --images toy:4000 --seed 1 --out runs/sae-toy-eval  "
+           "# held-out scenes\n"
            "  torchrun --nproc_per_node 4 -m clipaudit.cli sae --model ViT-B-32 --images imgs/ --out runs/sae-vit")
 
 
@@ -58,13 +59,21 @@ def _run(args: argparse.Namespace) -> int:
         config.sae.validate()  # before the model loads
     source = open_source(args.images, n=args.n_images, seed=1234 + args.seed)
     model = model_from_args(args)
-    check_inputs(model, source, config)
+    layer = check_inputs(model, source, config)
+    if config.load is not None:  # refused before any run folder exists; the manifest records the SAE used
+        from dataclasses import replace
+
+        from clipaudit.probes.sae import load_sae_run
+
+        loaded, _ = load_sae_run(config.load, model=model, layer=layer)
+        config = replace(config, sae=loaded.config)
+    data = {"images": args.images, "n_images": args.n_images, "seed": 1234 + args.seed}
     rank, world = init_distributed_from_env(model.device)  # torchrun: data-parallel collection and training
     if rank != 0:
-        run_audit("sae", model, source, config, write=False)
+        run_audit("sae", model, source, config, write=False, options={"data": data})
         return 0
     result, run = run_audit("sae", model, source, config, out=args.out, seed=args.seed, progress=progress,
-                            extra={"world_size": world})
+                            extra={"world_size": world}, inputs=data, options={"data": data})
     s = result.summary
     line = (f"sae on {s['layer']}: {s['latents']} latents, FVU {s['fvu']:.3f}, L0 {s['l0']:.1f}, "
             f"dead {s['dead_fraction']:.1%}")
@@ -76,5 +85,8 @@ def _run(args: argparse.Namespace) -> int:
               + ", ".join(f"{name} {s[key]:.2f} [{s[key + '_ci'][0]:.2f}, {s[key + '_ci'][1]:.2f}]"
                           for name, key in (("SAE", "planted_factor_recall"), ("neurons", "neuron_factor_recall"),
                                             ("linear probe", "linear_probe_factor_recall"))))
+    if s.get("measured_on_training_images"):
+        print("note: measured on the SAE's own training images (in-sample); for held-out figures run "
+              "--load on other images (toy: another --seed)")
     print(f"written to {run.path}")
     return 0

@@ -155,23 +155,60 @@ def parse_edit_spec(text: str) -> EditSpec:
             scale = number
         else:
             clamp = number
+    if len(parts) > 2:
+        raise ClipauditError(f"bad --sae-edit {text!r}: give scale or clamp, not both; {form}")
     return EditSpec(run, LatentEdit(latents, scale, clamp))
 
 
-@contextmanager
-def sae_edit_from_spec(model, spec: "EditSpec | str | None") -> Iterator[None]:
-    """Run the block under an ``--sae-edit`` (None: no edit). Loads the SAE from the run folder,
-    refusing one trained on another model."""
-    if spec is None:
-        yield
-        return
+@dataclass(frozen=True)
+class PreparedEdit:
+    """An ``--sae-edit`` read and checked against a model: the SAE, the layer it reads, its row
+    kind, the edit, and the SHA-256 of the SAE's weights file (what the manifest records)."""
+
+    sae: SparseAutoencoder
+    layer: Layer
+    tokens: str
+    edit: LatentEdit
+    weights_sha256: str
+
+    def describe(self, spec: str) -> str:
+        return f"{spec} (SAE weights sha256 {self.weights_sha256[:16]}, layer {self.layer.path})"
+
+
+def prepare_sae_edit(model, spec: "EditSpec | str") -> PreparedEdit:
+    """Load and check an ``--sae-edit`` now, before any run folder exists.
+
+    Raises:
+        ClipauditError: no SAE in the run folder, one trained on another model, or a latent
+            outside the SAE's dictionary.
+    """
+    import hashlib
+    from pathlib import Path
+
+    from clipaudit.probes.sae import WEIGHTS
+
     if isinstance(spec, str):
         spec = parse_edit_spec(spec)
     sae, meta = load_sae_run(spec.run, model=model, device=getattr(model, "device", "cpu"))
-    layer = resolve_layer(model, meta["layer"])
-    with edited(model, layer, sae, meta["sae"]["tokens"], spec.edit):
+    bad = [j for j in spec.edit.latents if not 0 <= j < sae.n_latents]
+    if bad:
+        raise ClipauditError(f"--sae-edit latent(s) {', '.join(map(str, bad))} outside the SAE's "
+                             f"{sae.n_latents} latents (0..{sae.n_latents - 1}) in {spec.run!r}")
+    sha = hashlib.sha256((Path(spec.run) / WEIGHTS).read_bytes()).hexdigest()
+    return PreparedEdit(sae, resolve_layer(model, meta["layer"]), meta["sae"]["tokens"], spec.edit, sha)
+
+
+@contextmanager
+def sae_edit_from_spec(model, spec: "PreparedEdit | EditSpec | str | None") -> Iterator[None]:
+    """Run the block under an ``--sae-edit`` (None: no edit); a spec is loaded and checked by
+    :func:`prepare_sae_edit` first."""
+    if spec is None:
+        yield
+        return
+    prepared = spec if isinstance(spec, PreparedEdit) else prepare_sae_edit(model, spec)
+    with edited(model, prepared.layer, prepared.sae, prepared.tokens, prepared.edit):
         yield
 
 
-__all__ = ["EditSpec", "LatentEdit", "add_row_delta", "edit_fn", "edited", "parse_edit_spec", "sae_edit_from_spec",
-           "splice_fn", "spliced"]
+__all__ = ["EditSpec", "LatentEdit", "PreparedEdit", "add_row_delta", "edit_fn", "edited", "parse_edit_spec",
+           "prepare_sae_edit", "sae_edit_from_spec", "splice_fn", "spliced"]

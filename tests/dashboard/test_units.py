@@ -146,6 +146,9 @@ def test_head_and_latent_pages(store):
     assert list(latent.tables["patch maps (code per patch of its top images)"]["col"]) == [1]
     assert latent.images["patch maps on its top images"] == "images/sae_patches_1.png"
     other = get_unit(store, "/unit/latent/sae-synth/0")
+    # its best factor (colour=red) is at AUROC 0.8, under the 0.9 threshold: listed, but not its name
+    assert other.label == "red" and "colour=red" not in [w for w, _ in other.labels]
+    assert list(other.tables["planted factors (this latent is the best single unit for them)"]["factor"]) == ["colour=red"]
     assert "patch maps on its top images" not in other.images and any("--maps" in m for m in other.missing)
 
 

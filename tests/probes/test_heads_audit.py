@@ -57,7 +57,7 @@ def test_sweep_layers_ablates_only_the_last_layers_heads_but_scores_every_head(t
                           out=tmp_path / "r", seed=0)
     sweep, scores = result.tables["heads_ablation"], result.tables["heads_scores"]
     assert sorted(set(sweep["layer"])) == [2, 3] and len(sweep) == 2 * 4  # toy-vit: 4 layers x 4 heads
-    assert len(scores) == 16
+    assert len(scores) == 16 and result.summary["n_swept_heads"] == 8
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -65,6 +65,7 @@ def test_sweep_layers_ablates_only_the_last_layers_heads_but_scores_every_head(t
     (["--budget", "-0.1"], "--budget must be a clean-accuracy drop in [0, 1]"),
     (["--n-images", "0"], "--n-images must be >= 1"),
     (["--sweep-layers", "-1"], "--sweep-layers must be >= 0 (0: all layers), got -1"),
+    (["--sweep-layers", "9"], "--sweep-layers 9: toy-vit has 4 attention layer(s); pass 1..4, or 0 for all"),
 ])
 def test_bad_flags_fail_in_one_line_before_any_model_work(argv, message, capsys, tmp_path):
     code = main(["heads", "--model", "toy-vit", "--out", str(tmp_path / "r"), *argv])

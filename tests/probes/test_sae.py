@@ -241,7 +241,8 @@ def test_parse_edit_spec(text, latents, scale, clamp):
 
 @pytest.mark.parametrize("text, needle", [("runs/a", "no ':latents='"), ("runs/a:latents=x", "integers"),
                                           ("runs/a:latents=1:mul=2", "valid: scale=F, clamp=V"),
-                                          (":latents=1", "no run folder")])
+                                          (":latents=1", "no run folder"),
+                                          ("runs/a:latents=1:scale=2:clamp=3", "scale or clamp, not both")])
 def test_parse_edit_spec_refuses_bad_forms(text, needle):
     with pytest.raises(ClipauditError, match=needle):
         parse_edit_spec(text)

@@ -45,6 +45,30 @@ def test_load_reuses_the_weights_and_gives_the_same_measurements(sae_run, tmp_pa
     again = json.loads((out / "summary.json").read_text())["sae"]
     assert again["loaded_from"] == str(sae_run)
     assert again["fvu"] == pytest.approx(first["fvu"], rel=1e-6)
+    import hashlib
+
+    assert again["loaded_weights_sha256"] == hashlib.sha256((sae_run / "sae" / "weights.safetensors").read_bytes()
+                                                            ).hexdigest()
+    # same toy seed: the training scenes again, and both runs say so
+    assert first["measured_on_training_images"] is True and again["measured_on_training_images"] is True
+    # the manifest describes the SAE used, not the command line's training defaults
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["configs"]["sae"]["sae"]["latents"] == 32 and manifest["configs"]["sae"]["sae"]["k"] == 4
+    assert manifest["inputs"]["sae"] == {"images": "toy", "n_images": 120, "seed": 1234}
+    trained_on = json.loads((sae_run / "sae" / "config.json").read_text())["trained_on"]
+    assert trained_on == {"images": "toy", "n_images": 120, "seed": 1234}
+
+
+def test_load_on_other_scenes_is_held_out_and_too_few_images_are_refused(sae_run, tmp_path, capsys):
+    out = tmp_path / "held-out"
+    assert main(["sae", *TINY, "--seed", "1", "--load", str(sae_run), "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["sae"]["measured_on_training_images"] is False
+    capsys.readouterr()
+    few = tmp_path / "few"
+    code = main(["sae", *TINY[:-5], "--n-images", "5", "--min-positives", "4", "--no-labels", "--load", str(sae_run),
+                 "--out", str(few)])
+    err = capsys.readouterr().err
+    assert code != 0 and "5 images are too few to measure an SAE" in err and not few.exists()
 
 
 def test_load_refuses_another_layer_naming_both(sae_run, tmp_path, capsys):
@@ -100,6 +124,36 @@ def test_sae_edit_spec_runs_any_forward_under_the_edit(sae_run, tiny_vit, tiny_r
     with pytest.raises(ClipauditError, match="trained on model 'toy-vit'"):
         with sae_edit_from_spec(tiny_rn, f"{sae_run}:latents=0"):
             pass
+
+
+@pytest.mark.parametrize("edit, needle", [(":latents=999", "outside the SAE's 32 latents"),
+                                          (":latents=1:scale=0:clamp=2", "scale or clamp, not both")])
+def test_a_refused_sae_edit_leaves_no_run_folder(sae_run, tmp_path, capsys, edit, needle):
+    out = tmp_path / "typo"
+    code = main(["typographic", "--target", "pizza", "--model", "toy-vit", "--pretrained", "none", "--n-images", "8",
+                 "--sae-edit", f"{sae_run}{edit}", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code != 0 and needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_an_edited_run_records_the_saes_weights_hash_and_says_it_is_edited(sae_run, tmp_path, capsys):
+    import hashlib
+
+    out = tmp_path / "typo"
+    assert main(["typographic", "--target", "pizza", "--model", "toy-vit", "--pretrained", "none", "--n-images", "8",
+                 "--sae-edit", f"{sae_run}:latents=1", "--out", str(out)]) == 0
+    sha = hashlib.sha256((sae_run / "sae" / "weights.safetensors").read_bytes()).hexdigest()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sha[:16] in manifest["interventions"][0]["spec"]
+    assert "edited model" in capsys.readouterr().err
+
+
+def test_a_refused_load_leaves_no_run_folder(sae_run, tmp_path, capsys):
+    out = tmp_path / "again"
+    code = main(["sae", *TINY, "--layer", "block:1", "--load", str(sae_run), "--out", str(out)])
+    assert code != 0 and "not" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_tokens_all_on_a_vit_layer_writes_patch_maps_profiles_and_pngs(tmp_path):
