@@ -21,7 +21,8 @@ from .data import fmt_ci, fmt_num, fmt_rate, model_facts
 # summary keys that hold rates (shown as %), the rest as plain numbers
 RATE_KEYS = {"attack_success_rate", "attack_success", "flip_rate", "clean_accuracy", "robust_accuracy", "max_harmful_rate",
              "max_label_set_shift", "true_prob_drop", "target_prob_rise", "label_accuracy",
-             "attacked_accuracy"}
+             "attacked_accuracy", "spliced_accuracy", "defended_clean_accuracy", "defended_attacked_accuracy",
+             "defended_attack_success_rate", "dead_fraction"}
 
 
 def fmt_value(key: str, value: Any) -> str:
