@@ -31,6 +31,7 @@ epoch by epoch. Nothing is written to disk.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
@@ -490,6 +491,7 @@ def load_sae_run(run_dir, model=None, layer: Layer | str | None = None,
     """An SAE saved in run folder ``run_dir`` (``sae/weights.safetensors`` + ``sae/config.json``).
 
     With ``model``/``layer`` given, refuses an SAE trained on another model or layer, naming both.
+    The returned meta adds ``weights_sha256``, the SHA-256 of the weights file as read.
 
     Raises:
         ClipauditError: no SAE in the folder, or a model/layer mismatch.
@@ -515,7 +517,9 @@ def load_sae_run(run_dir, model=None, layer: Layer | str | None = None,
             if meta.get("layer") != lay.path:
                 raise ClipauditError(f"the SAE in {str(root)!r} reads layer {meta.get('layer')!r}, not "
                                      f"{lay.path!r}; pass --layer {meta.get('layer')} or train a new one")
-    return sae_from_bytes(wpath.read_bytes(), meta, device), meta
+    data = wpath.read_bytes()
+    meta["weights_sha256"] = hashlib.sha256(data).hexdigest()  # of the file as read, for the manifest
+    return sae_from_bytes(data, meta, device), meta
 
 
 __all__ = ["SAEConfig", "ShuffleBuffer", "SparseAutoencoder", "TOKENS", "TrainLog", "VARIANTS", "activation_rows",

@@ -187,8 +187,7 @@ def run(model, source, config: SAEAuditConfig, sink, data: dict | None = None) -
         sae, log = train_sae(lambda: (r for r, _ in activation_rows(model, source, layer, cfg.tokens, cfg.image_batch,
                                                                     rank=rank, world_size=world)),
                              layer.n_neurons, cfg, device=device, progress=sink.progress)
-        weights = sae_bytes(sae)
-        sink.file(WEIGHTS, weights)
+        sink.file(WEIGHTS, sae_bytes(sae))
         meta = sae_meta(sae, model, layer) | ({"trained_on": dict(data)} if data else {})
         sink.file(CONFIG, json.dumps(meta, indent=2).encode())
         in_sample = True
@@ -208,11 +207,8 @@ def run(model, source, config: SAEAuditConfig, sink, data: dict | None = None) -
                "variant": sae.config.variant, "tokens": tokens, "fvu": p.fvu, "l0": p.l0,
                "dead_fraction": p.dead_fraction, "recall_threshold": config.recall_threshold}
     if config.load is not None:
-        import hashlib
-
-        from pathlib import Path
         summary["loaded_from"] = str(config.load)
-        summary["loaded_weights_sha256"] = hashlib.sha256((Path(config.load) / WEIGHTS).read_bytes()).hexdigest()
+        summary["loaded_weights_sha256"] = meta["weights_sha256"]
     summary["measured_on_training_images"] = in_sample
     if p.clean_correct is not None and len(p.clean_correct):
         summary.update(clean_accuracy=float(p.clean_correct.mean()), spliced_accuracy=float(p.spliced_correct.mean()),

@@ -63,6 +63,13 @@ class LatentEdit:
     scale: float = 0.0
     clamp: float | None = None
 
+    def check(self, n_latents: int, where: str = "") -> None:
+        """Raise :class:`ClipauditError` naming any latent outside a dictionary of ``n_latents``."""
+        bad = [j for j in self.latents if not 0 <= j < n_latents]
+        if bad:
+            raise ClipauditError(f"--sae-edit latent(s) {', '.join(map(str, bad))} outside the SAE's {n_latents} "
+                                 f"latents (0..{n_latents - 1})" + (f" in {where!r}" if where else ""))
+
     def apply(self, codes: torch.Tensor) -> torch.Tensor:
         out = codes.clone()
         idx = torch.as_tensor(self.latents, dtype=torch.long, device=codes.device)
@@ -85,10 +92,7 @@ def splice_fn(sae: SparseAutoencoder, tokens: str):
 
 def edit_fn(sae: SparseAutoencoder, tokens: str, edit: LatentEdit):
     """Patch function: ``a + decode(edit(z)) - decode(z)`` (the reconstruction error kept)."""
-    bad = [i for i in edit.latents if not 0 <= i < sae.n_latents]
-    if bad:
-        raise ClipauditError(f"latent {bad[0]} is out of range for this SAE ({sae.n_latents} latents: "
-                             f"valid 0..{sae.n_latents - 1})")
+    edit.check(sae.n_latents)
 
     def fn(out: torch.Tensor, layer: Layer) -> torch.Tensor:
         rows = rows_of(out, layer, tokens).float().to(sae.mean.device)
@@ -182,20 +186,12 @@ def prepare_sae_edit(model, spec: "EditSpec | str") -> PreparedEdit:
         ClipauditError: no SAE in the run folder, one trained on another model, or a latent
             outside the SAE's dictionary.
     """
-    import hashlib
-    from pathlib import Path
-
-    from clipaudit.probes.sae import WEIGHTS
-
     if isinstance(spec, str):
         spec = parse_edit_spec(spec)
     sae, meta = load_sae_run(spec.run, model=model, device=getattr(model, "device", "cpu"))
-    bad = [j for j in spec.edit.latents if not 0 <= j < sae.n_latents]
-    if bad:
-        raise ClipauditError(f"--sae-edit latent(s) {', '.join(map(str, bad))} outside the SAE's "
-                             f"{sae.n_latents} latents (0..{sae.n_latents - 1}) in {spec.run!r}")
-    sha = hashlib.sha256((Path(spec.run) / WEIGHTS).read_bytes()).hexdigest()
-    return PreparedEdit(sae, resolve_layer(model, meta["layer"]), meta["sae"]["tokens"], spec.edit, sha)
+    spec.edit.check(sae.n_latents, spec.run)
+    return PreparedEdit(sae, resolve_layer(model, meta["layer"]), meta["sae"]["tokens"], spec.edit,
+                        meta["weights_sha256"])
 
 
 @contextmanager

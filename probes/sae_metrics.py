@@ -110,18 +110,18 @@ def measure(model, source, layer: Layer, sae: SparseAutoencoder, tokens: str,
         n_rows, active = sum(q["n_rows"] for q in parts), sum(q["active"] for q in parts)
         sum_x = sum(q["sum_x"] for q in parts if q["sum_x"] is not None)
         fires = sum(q["fires"] for q in parts)
-        order = {str(i): n for n, i in enumerate(source.items["id"].astype(str))}  # back to source order
         ids = [i for q in parts for i in q["ids"]]
-    if world_size > 1 and ids:
-        by_image = np.argsort([order[str(i)] for i in ids], kind="stable")
-        ids = [ids[i] for i in by_image]
-        code_parts = [sparse.vstack([c for q in parts for c in q["codes"]]).tocsr()[by_image]]
-        neuron_parts = [np.concatenate([a for q in parts for a in q["neurons"]])[by_image]]
-        emb_parts = [np.concatenate([a for q in parts for a in q["emb"]])[by_image]]
-        scored_ids = [i for q in parts for i in q["scored"]]
-        by_scored = np.argsort([order[i] for i in scored_ids], kind="stable")
-        clean = list(np.array([v for q in parts for v in q["clean"]], bool)[by_scored])
-        spl = list(np.array([v for q in parts for v in q["spl"]], bool)[by_scored])
+        if ids:  # back to source order
+            order = {str(i): n for n, i in enumerate(source.items["id"].astype(str))}
+            by_image = np.argsort([order[str(i)] for i in ids], kind="stable")
+            ids = [ids[i] for i in by_image]
+            code_parts = [sparse.vstack([c for q in parts for c in q["codes"]]).tocsr()[by_image]]
+            neuron_parts = [np.concatenate([a for q in parts for a in q["neurons"]])[by_image]]
+            emb_parts = [np.concatenate([a for q in parts for a in q["emb"]])[by_image]]
+            scored_ids = [i for q in parts for i in q["scored"]]
+            by_scored = np.argsort([order[i] for i in scored_ids], kind="stable")
+            clean = list(np.array([v for q in parts for v in q["clean"]], bool)[by_scored])
+            spl = list(np.array([v for q in parts for v in q["spl"]], bool)[by_scored])
     if n_rows == 0:
         from clipaudit.errors import ClipauditError
         raise ClipauditError("the image source gave no images to measure the SAE on")
