@@ -11,7 +11,7 @@ from clipaudit.runs import RunView
 
 from .components import guard, image, kpis, modelcard_panel, needs_audit, run_banner, section, table
 from .data import RunStore, fmt_num
-from .units import unit_url
+from .units import latent_factors, unit_url
 
 PATH = "/sae"
 TITLE = "SAE"
@@ -54,12 +54,11 @@ def training_chart(log: pd.DataFrame) -> dcc.Graph:
     return dcc.Graph(figure=fig, config={"displayModeBar": False})
 
 
-def latent_links(store: RunStore, view: RunView, latents: pd.DataFrame, factors: pd.DataFrame | None) -> html.Table:
-    """The most-firing latents as links to their pages, with the factor each is best for (if any)
+def latent_links(store: RunStore, view: RunView, latents: pd.DataFrame) -> html.Table:
+    """The most-firing latents as links to their pages, with the planted factors each recovers (if any)
     and its SoftWPMI label. Label text is shown as text, never as markup."""
     run = store.run_name(view)
-    threshold = float((view.summary.get("sae") or {}).get("recall_threshold", 0.9))
-    recovered = None if factors is None else factors[factors["latent_auroc"] >= threshold]
+    recovered = latent_factors(store, view)  # the factors each latent recovers, at the run's threshold
     best_for = {} if recovered is None else recovered.groupby("latent")["factor"].apply(", ".join).to_dict()
     shown = latents[latents["fire_rate"] > 0].sort_values("fire_rate", ascending=False).head(LIST_ROWS)
     rows = [html.Tr([html.Th(h) for h in ("latent", "fires on", "max", "recovers (planted factor)", "label")])]
@@ -91,7 +90,7 @@ def layout(store: RunStore, a: RunView | None, b: RunView | None) -> html.Div:
             table(factors, max_rows=100))) if factors is not None and len(factors) else None,
         guard("Latents", lambda: section(
             f"Latents (the {LIST_ROWS} that fire most; click one for its top images, quantiles, histogram and maps)",
-            latent_links(store, a, latents, factors))) if latents is not None and len(latents) else None,
+            latent_links(store, a, latents))) if latents is not None and len(latents) else None,
         guard("Patch maps", lambda: section(
             "Where latents fire on their top images", *[image(store, a, f"images/{p.name}", p.stem) for p in patches]))
         if patches else None,

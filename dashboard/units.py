@@ -336,7 +336,7 @@ register(UnitKind("head", "heads", ("layer", "head"), _head_index, _head_read))
 
 # ------------------------------------------------------------------------------ SAE latents
 
-def _latent_factors(store: RunStore, view: RunView, recovered: bool = True) -> pd.DataFrame | None:
+def latent_factors(store: RunStore, view: RunView, recovered: bool = True) -> pd.DataFrame | None:
     """The planted factors whose best latent each latent is; with ``recovered`` only those it
     recovers (held-out AUROC at the run's recall threshold): only these name a latent, a weaker
     best match is no label."""
@@ -353,7 +353,7 @@ def _latent_index(store: RunStore, view: RunView) -> pd.DataFrame | None:
     if lat is None or lat.empty:
         return None
     out = pd.DataFrame({"latent": lat["latent"].astype(int)})
-    f = _latent_factors(store, view)
+    f = latent_factors(store, view)
     if f is not None:
         g = f.groupby("latent").agg(label=("factor", "first"), labels=("factor", ";".join),
                                     score=("latent_auroc", "first")).reset_index()
@@ -387,12 +387,12 @@ def _latent_read(store: RunStore, view: RunView, address: tuple[str, ...]) -> Un
     tops = _split(str(r.get("top_images") or ""))
     if tops:
         unit.tables["top examples"] = pd.DataFrame({"rank": range(len(tops)), "id": tops})
-    f = _latent_factors(store, view, recovered=False)
+    f = latent_factors(store, view, recovered=False)
     if f is not None:
         part = f[f["latent"] == latent]
         if not part.empty:
             unit.tables["planted factors (this latent is the best single unit for them)"] = part.reset_index(drop=True)
-    f = _latent_factors(store, view)
+    f = latent_factors(store, view)
     if f is not None:
         part = f[f["latent"] == latent]
         if not part.empty:
