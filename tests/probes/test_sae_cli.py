@@ -127,6 +127,7 @@ def test_sae_edit_spec_runs_any_forward_under_the_edit(sae_run, tiny_vit, tiny_r
 
 
 @pytest.mark.parametrize("edit, needle", [(":latents=999", "outside the SAE's 32 latents"),
+                                          (":latents=3,32", "latent(s) 32 outside the SAE's 32 latents (0..31)"),
                                           (":latents=1:scale=0:clamp=2", "scale or clamp, not both")])
 def test_a_refused_sae_edit_leaves_no_run_folder(sae_run, tmp_path, capsys, edit, needle):
     out = tmp_path / "typo"
